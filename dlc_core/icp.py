@@ -1,0 +1,255 @@
+"""ICP refinement of a coarse rigid registration (e.g. a registration network's output).
+
+Three local methods, all started from the caller's 4x4 source->target guess:
+
+* ``"point-to-plane"`` (open3d, the default): minimises distances to the target's tangent planes (normals are
+  estimated here). Converges in few iterations on surfaces such as range scans, and because it only needs the
+  target's planes it stays accurate on downsampled clouds.
+* ``"gicp"`` (small_gicp): Generalized ICP, a plane-to-plane model using per-point covariances of both clouds.
+  At least as accurate as point-to-plane on the bunny scans at similar speed, multi-threaded, and the least
+  disturbed by a large correspondence distance.
+* ``"point-to-point"`` (open3d): classic ICP, no normals needed, kept as the simple reference. It treats the
+  sampled target points as the surface, so it converges slowly and its error grows with the sample spacing: use
+  a voxel size of about twice the point spacing or less.
+
+A single correspondence distance must be large enough to catch the initial error, but on partially overlapping
+clouds a large distance lets non-overlapping points pull the result off (by degrees for the open3d methods on
+the bunny scans); ``ICPConfig.min_correspondence_distance`` therefore enables a coarse-to-fine schedule.
+
+All three share the same preprocessing (optional voxel-grid downsampling, done here in numpy) and report the same
+quality numbers, computed by ``evaluate_alignment`` on the full-resolution input clouds, so results are comparable
+across methods. open3d and small_gicp are imported only when a method needs them.
+
+All distances (correspondence distances, ``voxel_size``, ``inlier_rmse``) are in the units of the clouds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from types import ModuleType
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+from .pointcloud import check_cloud, voxel_downsample
+
+METHODS = ("point-to-point", "point-to-plane", "gicp")
+
+# Normals (point-to-plane) and covariances (GICP) are fitted to this many nearest neighbours; for normals the
+# neighbourhood is also limited to _NORMAL_RADIUS_FACTOR times the target's median point spacing.
+_NEIGHBOURS = 20
+_NORMAL_RADIUS_FACTOR = 4.0
+# small_gicp stops when an update is smaller than these; its defaults (0.1 deg, 1e-3 in cloud units) stop too
+# early for metre-scale clouds, so the translation tolerance is scaled by the correspondence distance.
+_GICP_ROTATION_EPS = 1e-5  # radians
+_GICP_TRANSLATION_EPS_FACTOR = 1e-4
+_RIGID_TOLERANCE = 1e-5
+_GATE_SHRINK = 4.0  # coarse-to-fine: the correspondence distance shrinks by at most this factor per stage
+
+
+@dataclass(frozen=True, kw_only=True)
+class ICPConfig:
+    """Settings of ``refine``. Distances are in the units of the point clouds (metres for the bunny scans).
+
+    method: ``"point-to-point"``, ``"point-to-plane"`` or ``"gicp"``.
+    max_correspondence_distance: pairs farther apart than this are ignored; must exceed the error of the initial
+        guess (no default: it depends on the units and on how good the guess is).
+    min_correspondence_distance: if set, ICP runs coarse to fine: stages with the distance shrinking geometrically
+        (by at most 4x per stage) from max_correspondence_distance down to this value, each stage starting from
+        the previous result. A large gate is needed to catch a poor initial guess but biases the result on
+        partially overlapping clouds (non-overlapping points get matched); the final small gate removes that bias.
+        A few times the point spacing (or the voxel size) works well. None = one stage at
+        max_correspondence_distance.
+    iterations: maximum number of ICP iterations per stage.
+    voxel_size: voxel-grid downsampling of both clouds before ICP; 0 = use every point.
+    num_threads: threads for small_gicp (open3d uses its own OpenMP setting).
+    """
+
+    method: str = "point-to-plane"
+    max_correspondence_distance: float
+    min_correspondence_distance: float | None = None
+    iterations: int = 50
+    voxel_size: float = 0.0
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown ICP method {self.method!r} (choose from {', '.join(METHODS)})")
+        _check_number("ICP max_correspondence_distance", self.max_correspondence_distance, Real, minimum=0.0)
+        if self.min_correspondence_distance is not None:
+            _check_number("ICP min_correspondence_distance", self.min_correspondence_distance, Real, minimum=0.0)
+            if self.min_correspondence_distance > self.max_correspondence_distance:
+                raise InputError(
+                    f"ICP min_correspondence_distance ({self.min_correspondence_distance}) must not exceed "
+                    f"max_correspondence_distance ({self.max_correspondence_distance})"
+                )
+        _check_number("ICP voxel_size", self.voxel_size, Real, minimum=0.0, allow_minimum=True)
+        _check_number("ICP iterations", self.iterations, Integral, minimum=1, allow_minimum=True)
+        _check_number("ICP num_threads", self.num_threads, Integral, minimum=1, allow_minimum=True)
+
+    def gates(self) -> list[float]:
+        """Correspondence distance of each stage, coarse to fine."""
+        if self.min_correspondence_distance is None:
+            return [float(self.max_correspondence_distance)]
+        ratio = self.max_correspondence_distance / self.min_correspondence_distance
+        stages = 1 + math.ceil(math.log(ratio, _GATE_SHRINK) - 1e-9)
+        return np.geomspace(self.max_correspondence_distance, self.min_correspondence_distance, stages).tolist()
+
+
+@dataclass
+class ICPResult:
+    """Outcome of ``refine``.
+
+    transform: 4x4 float64, maps source points into the target frame.
+    fitness: fraction of the (full-resolution) source points whose nearest target point is closer than the final
+        correspondence distance (min_correspondence_distance if set, else max_correspondence_distance) after
+        applying ``transform``.
+    inlier_rmse: RMS distance of those points to their nearest target point (0 when there are none).
+    iterations: iterations run over all stages (small_gicp reports it; open3d does not, then None).
+    """
+
+    transform: np.ndarray
+    fitness: float
+    inlier_rmse: float
+    iterations: int | None
+
+
+def refine(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> ICPResult:
+    """Refine the source->target guess ``init`` by ICP; source and target are (N, 3) point arrays."""
+    source = check_cloud(source, "source")
+    target = check_cloud(target, "target")
+    init = _check_rigid(init, "init")
+    src = _downsample(source, config.voxel_size, "source")
+    tgt = _downsample(target, config.voxel_size, "target")
+    if config.method == "gicp":
+        transform, iterations = _align_gicp(src, tgt, init, config)
+    else:
+        transform, iterations = _align_open3d(src, tgt, init, config), None
+    fitness, rmse = evaluate_alignment(source, target, transform, config.gates()[-1])
+    return ICPResult(transform=transform, fitness=fitness, inlier_rmse=rmse, iterations=iterations)
+
+
+def evaluate_alignment(
+    source: np.ndarray, target: np.ndarray, transform: np.ndarray, max_correspondence_distance: float
+) -> tuple[float, float]:
+    """(fitness, inlier_rmse) of ``transform`` applied to ``source`` against ``target``.
+
+    fitness is the fraction of source points whose nearest target point is closer than (strictly less than)
+    ``max_correspondence_distance``; inlier_rmse is the RMS of those nearest distances (0 when there are none).
+    """
+    source = check_cloud(source, "source")
+    target = check_cloud(target, "target")
+    transform = _check_rigid(transform, "transform")
+    _check_number("max_correspondence_distance", max_correspondence_distance, Real, minimum=0.0)
+    moved = source @ transform[:3, :3].T + transform[:3, 3]
+    distances, _ = cKDTree(target).query(moved, distance_upper_bound=max_correspondence_distance)
+    inliers = distances[np.isfinite(distances)]
+    if inliers.size == 0:
+        return 0.0, 0.0
+    return inliers.size / len(source), float(np.sqrt(np.mean(inliers**2)))
+
+
+def _check_number(
+    name: str, value: object, kind: type[Real] | type[Integral], minimum: float, allow_minimum: bool = False
+) -> None:
+    """InputError unless value is a finite number of the kind, above minimum (or equal to it if allowed)."""
+    valid = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if not (valid and (value > minimum or (allow_minimum and value == minimum))):
+        bound = ">=" if allow_minimum else ">"
+        noun = "an integer" if kind is Integral else "a number"
+        raise InputError(f"{name} must be {noun} {bound} {minimum}, got {value!r}")
+
+
+def _check_rigid(matrix: np.ndarray, name: str) -> np.ndarray:
+    """The matrix as a float64 4x4 rigid transform, or InputError saying why it is not one."""
+    try:
+        array = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} is not a numeric 4x4 matrix ({exc})") from exc
+    if array.shape != (4, 4):
+        raise InputError(f"{name} must be a 4x4 matrix, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} contains NaN/Inf")
+    if not np.allclose(array[3], [0.0, 0.0, 0.0, 1.0], atol=_RIGID_TOLERANCE):
+        raise InputError(f"{name} is not a rigid transform: last row is {array[3].tolist()}, expected [0, 0, 0, 1]")
+    rotation = array[:3, :3]
+    deviation = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if deviation > _RIGID_TOLERANCE:
+        raise InputError(
+            f"{name} is not a rigid transform: rotation part is not orthonormal (max |RᵀR - I| = {deviation:.3g})"
+        )
+    if np.linalg.det(rotation) < 0:
+        raise InputError(f"{name} is not a rigid transform: rotation part is a reflection (det < 0)")
+    return array
+
+
+def _downsample(points: np.ndarray, voxel_size: float, name: str) -> np.ndarray:
+    """Voxel-grid centroids, refusing a voxel size that leaves fewer than 3 points."""
+    reduced = voxel_downsample(points, voxel_size)
+    if len(reduced) < 3:
+        raise InputError(f"voxel_size {voxel_size} leaves only {len(reduced)} points in the {name} cloud")
+    return reduced
+
+
+def _median_spacing(points: np.ndarray) -> float:
+    """Median distance from a point to its nearest distinct neighbour (on a subsample of at most 5000 points)."""
+    points = np.unique(points, axis=0)
+    sample = points[:: max(1, len(points) // 5000)]
+    distances, _ = cKDTree(points).query(sample, k=2)
+    return float(np.median(distances[:, 1]))
+
+
+def _import(module: str, package: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(f"this ICP method needs the '{package}' package: pip install {package}") from exc
+
+
+def _align_open3d(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> np.ndarray:
+    """Point-to-point or point-to-plane ICP with open3d; returns the 4x4 source->target transform."""
+    o3d = _import("open3d", "open3d")
+    reg = o3d.pipelines.registration
+    src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(source))
+    tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(target))
+    if config.method == "point-to-plane":
+        radius = _NORMAL_RADIUS_FACTOR * _median_spacing(target)
+        tgt.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
+        estimation = reg.TransformationEstimationPointToPlane()
+    else:
+        estimation = reg.TransformationEstimationPointToPoint()
+    criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
+    transform = init
+    for gate in config.gates():
+        transform = reg.registration_icp(src, tgt, gate, transform, estimation, criteria).transformation
+    return np.array(transform, dtype=np.float64)
+
+
+def _align_gicp(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> tuple[np.ndarray, int]:
+    """Generalized ICP with small_gicp; returns the 4x4 source->target transform and the total iteration count."""
+    small_gicp = _import("small_gicp", "small_gicp")
+    threads = config.num_threads
+    clouds = [small_gicp.PointCloud(points) for points in (target, source)]
+    trees = [small_gicp.KdTree(cloud, num_threads=threads) for cloud in clouds]
+    for cloud, tree in zip(clouds, trees):
+        small_gicp.estimate_covariances(cloud, tree, num_neighbors=_NEIGHBOURS, num_threads=threads)
+    transform, iterations = init, 0
+    for gate in config.gates():
+        result = small_gicp.align(
+            clouds[0],
+            clouds[1],
+            trees[0],
+            init_T_target_source=transform,
+            registration_type="GICP",
+            max_correspondence_distance=gate,
+            num_threads=threads,
+            max_iterations=config.iterations,
+            rotation_epsilon=_GICP_ROTATION_EPS,
+            translation_epsilon=_GICP_TRANSLATION_EPS_FACTOR * gate,
+        )
+        transform, iterations = result.T_target_source, iterations + result.iterations
+    return np.array(transform, dtype=np.float64), iterations

@@ -1,0 +1,168 @@
+"""``dlc``: the command-line entry point, a thin dispatcher with lazy imports.
+
+Each verb's module is imported only when that verb runs, so ``dlc train`` and ``dlc eval`` work without rclpy
+and ``dlc --help`` is instant. Bad input ends with one ``error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import sys
+from typing import Callable, Sequence
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _run_lazily(module: str, function: str, args: argparse.Namespace) -> int:
+    return getattr(importlib.import_module(module), function)(args)
+
+
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports `module` only when the verb runs (a partial, so parsed args stay picklable for DDP)."""
+    return functools.partial(_run_lazily, module, function)
+
+
+def _parser(sub: argparse._SubParsersAction, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default auto)")
+
+
+def _add_dlc_flags(p: argparse.ArgumentParser) -> None:
+    """The DLC flags, the same in every trainer (DECISIONS.md D5)."""
+    g = p.add_argument_group("DLC loss (METHOD.md §2)")
+    g.add_argument("--dlc", action=argparse.BooleanOptionalAction, default=True, help="add the DLC hinges (default on)")
+    g.add_argument("--beta", type=float, default=1.0, help="trade-off weight of the hinges (λ in the paper; default 1)")
+    g.add_argument("--K", type=_positive_int, default=3, help="noise draws per ground truth (default 3)")
+    g.add_argument("--alpha", type=float, default=0.5, help="interpolation weight α in (0, 1) (default 0.5)")
+    g.add_argument("--mu", type=float, default=0.1, help="strong star-convexity modulus μ >= 0 (default 0.1)")
+    g.add_argument("--agg", default="mean", choices=("mean", "sum", "max"), help="aggregation over the K draws")
+    g.add_argument("--terms", type=_csv(str), default=["h1", "h2", "h3"], help="hinge terms to use (default h1,h2,h3)")
+    g.add_argument("--trainable", type=_csv(str), default=[], help="make alpha and/or mu trainable (default none)")
+
+
+def _add_train_registration(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "registration",
+        "Train DCP or DLC+DCP on object registration pairs.",
+        "dlc train registration --data shapes --dlc --out runs/dlc_dcp --epochs 10 --steps 2000",
+    )
+    p.add_argument("--data", default="shapes", help="data SPEC: shapes | modelnet40:PATH (default shapes)")
+    p.add_argument("--protocol", default="clean", choices=("clean", "noisy", "unseen", "partial"))
+    p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
+    p.add_argument("--backbone", default="dcp", choices=("dcp", "dcp-pointnet"), help="dcp = DGCNN embedding (DCP-v2)")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--steps", type=_positive_int, default=None, help="cap on optimiser steps (default: epochs x batches)")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes (DDP: gloo on CPU, nccl on GPU)")
+    _add_common(p)
+    a = p.add_argument_group("architecture (defaults sized for a 2-core CPU; DCP's paper size: --emb-dims 512 "
+                             "--channels 64,64,128,256 --ff-dims 1024 --num-points 1024)")  # fmt: skip
+    a.add_argument("--num-points", type=_positive_int, default=256, help="points per cloud seen by the network")
+    a.add_argument("--emb-dims", type=_positive_int, default=128)
+    a.add_argument("--channels", type=_csv(int), default=[32, 32, 64, 128], help="DGCNN edge-conv widths")
+    a.add_argument("--k", type=_positive_int, default=20, help="DGCNN neighbours")
+    a.add_argument("--ff-dims", type=_positive_int, default=256, help="transformer feed-forward width")
+    a.add_argument("--n-heads", type=_positive_int, default=4)
+    a.add_argument("--passes", type=_positive_int, default=4, help="weight-shared passes unrolled in training")
+    a.add_argument("--test-passes", type=_positive_int, default=5, help="maximum passes at test time")
+    a.add_argument("--stop-angle-deg", type=float, default=0.05, help="test-time early stop: update angle below this")
+    a.add_argument("--stop-translation", type=float, default=1e-3, help="... and update translation below this")
+    o = p.add_argument_group("optimiser (Adam, as DCP)")
+    o.add_argument("--lr", type=float, default=1e-3)
+    o.add_argument("--weight-decay", type=float, default=1e-4)
+    o.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (guards the SVD backward)")
+    _add_dlc_flags(p)
+    r = p.add_argument_group("registration DLC chart and landscape (DECISIONS.md D1)")
+    r.add_argument("--noise-rot-deg", type=float, default=10.0, help="σ of the Gaussian noise on each Euler angle")
+    r.add_argument("--noise-trans", type=float, default=0.1, help="σ of the Gaussian noise on each translation axis")
+    r.add_argument("--landscape", default="label", choices=("label", "procrustes", "rerun"))
+    p.set_defaults(handler=_lazy("training.registration", "train"))
+
+
+def _add_eval_registration(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "registration",
+        "Evaluate a registration model on object pairs (optionally with ICP refinement).",
+        "dlc eval registration --model models/dcp_dlc_shapes --data shapes --protocol unseen --icp point-to-plane --json out.json",
+    )
+    p.add_argument("--model", required=True, help="model folder (model.pt + model_card.json)")
+    p.add_argument("--data", default="shapes", help="data SPEC: shapes | modelnet40:PATH | bunny:PATH")
+    p.add_argument("--protocol", default="clean", choices=("clean", "noisy", "unseen", "partial"))
+    p.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
+    p.add_argument("--icp", default=None, choices=("point-to-point", "point-to-plane", "gicp"), help="refine with ICP")
+    p.add_argument("--icp-iters", type=_positive_int, default=50, help="ICP iterations per stage")
+    p.add_argument("--icp-max-dist", type=float, default=0.2, help="ICP correspondence distance (cloud units)")
+    p.add_argument("--icp-min-dist", type=float, default=0.02, help="coarse-to-fine ICP down to this distance")
+    p.add_argument("--num-points", type=_positive_int, default=None, help="points per cloud (default: the card's)")
+    p.add_argument("--pairs", type=_positive_int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
+    _add_common(p)
+    p.set_defaults(handler=_lazy("training.registration", "evaluate"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``dlc`` argument parser."""
+    parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    train = verbs.add_parser("train", help="train a model", description="Train a model with or without DLC.")
+    _add_train_registration(train.add_subparsers(dest="task", required=True, metavar="TASK"))
+    evaluate = verbs.add_parser("eval", help="evaluate a model", description="Evaluate a trained model.")
+    _add_eval_registration(evaluate.add_subparsers(dest="task", required=True, metavar="TASK"))
+    demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
+    _add_common(demo)
+    demo.set_defaults(handler=_lazy("training.demo", "run"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and turn bad input into one line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command = " ".join(["dlc", *argv])
+    from dlc_core.errors import InputError
+
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Small pieces every trainer and evaluator shares: device choice, seeding, progress bars, run facts, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+from dlc_core.errors import InputError
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is refused with a clear line."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) so a run repeats."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Lines:
+    """Progress for logs (no terminal): one plain line every `every_s` seconds and at the end."""
+
+    def __init__(self, items: Iterable[T], total: int | None, desc: str, every_s: float = 30.0) -> None:
+        self.items, self.total, self.desc, self.every_s = items, total, desc, every_s
+        self.postfix: dict[str, object] = {}
+
+    def set_postfix(self, values: dict[str, object], refresh: bool = False) -> None:
+        self.postfix = values
+
+    def _line(self, done: int, started: float) -> None:
+        extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+        of = f"/{self.total}" if self.total is not None else ""
+        print(f"{self.desc}: {done}{of} ({time.monotonic() - started:.0f} s) {extra}".rstrip(), file=sys.stderr, flush=True)
+
+    def __iter__(self) -> Iterator[T]:
+        started = last = time.monotonic()
+        done = 0
+        for item in self.items:
+            yield item
+            done += 1
+            if time.monotonic() - last >= self.every_s:
+                last = time.monotonic()
+                self._line(done, started)
+        self._line(done, started)
+
+
+def progress(items: Iterable[T], total: int | None, desc: str, enabled: bool = True) -> Iterable[T]:
+    """A tqdm bar on a terminal, plain periodic lines otherwise (CI logs), the bare items when disabled (DDP ranks > 0).
+
+    The result has ``set_postfix`` unless disabled, for the loss and DLC numbers a trainer shows.
+    """
+    if not enabled:
+        return items
+    if not sys.stderr.isatty():
+        return _Lines(items, total, desc)
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO-8601, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def machine() -> dict[str, object]:
+    """CPU model, core count, GPU and library versions, for results files."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def time_stats_ms(seconds: list[float]) -> dict[str, float | None]:
+    """{mean, median, p95} in milliseconds of per-item times (None when there are none)."""
+    if not seconds:
+        return {"mean": None, "median": None, "p95": None}
+    ms = np.asarray(seconds) * 1000.0
+    return {"mean": float(ms.mean()), "median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}

@@ -1,0 +1,394 @@
+"""``dlc train registration`` and ``dlc eval registration``: DCP and DLC+DCP on object pairs.
+
+Training follows PyTorch's own examples: a plain loop over epochs and batches. Each step runs the unrolled
+model (4 weight-shared passes, loss discounted by 0.9 per pass); with DLC the hinge terms of the chosen landscape
+are added (beta-weighted). The no-DLC twin is the same run without the hinges (DECISIONS.md D2). After every
+epoch the model is validated on fixed pairs; the best one is written atomically with its card, and the full
+training state is written for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from dlc_core.atomic import atomic_path, write_json
+from dlc_core.checkpoint import save_checkpoint
+from dlc_core.data.registration_data import parse_spec, evaluation_set, training_sets
+from dlc_core.dlc_loss import DLCConfig, DLCLoss
+from dlc_core.errors import InputError
+from dlc_core.geometry import to_matrix
+from dlc_core.icp import ICPConfig, refine
+from dlc_core.metrics import registration_metrics, rre_deg, rte, success_mask
+from dlc_core.models import load_registration_model
+from dlc_core.models.dcp import DCPConfig, IterativeDCP
+from dlc_core.pointcloud import check_cloud
+from dlc_core.registration_objective import chart_point, make_landscape, rigid_chart, task_loss, unrolled_loss
+
+from . import common
+from .distributed import Rank, average_gradients, broadcast_buffers, launch
+
+TRAIN_SPECS = ("shapes", "modelnet40", "bunny")
+STATE_FILE = "train_state.pt"
+LR_MILESTONES = (0.3, 0.6, 0.8)  # DCP's 75/150/200 of 250 epochs, as fractions of the planned steps
+# Flags that must match when a run is resumed (the rest, e.g. --epochs or --steps, may change).
+RESUME_KEYS = (
+    "data", "protocol", "backbone", "dlc", "batch_size", "seed", "num_points", "emb_dims", "k", "channels", "ff_dims",
+    "n_heads", "passes", "lr", "weight_decay", "K", "beta", "alpha", "mu", "agg", "terms", "trainable",
+    "noise_rot_deg", "noise_trans", "landscape",
+)  # fmt: skip
+SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION = 1.0, 0.01  # object success: RRE < 1 deg, RTE < 1% of the bbox diagonal
+
+
+@dataclass
+class Training:
+    """Everything a training run holds: the model (maybe DDP-wrapped), the DLC loss, optimiser and schedule."""
+
+    model: IterativeDCP
+    runner: torch.nn.Module
+    dlc: DLCLoss | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    best_val: float = math.inf
+
+
+def model_config(args: argparse.Namespace) -> DCPConfig:
+    """The architecture the flags ask for."""
+    return DCPConfig(
+        backbone=args.backbone,
+        emb_dims=args.emb_dims,
+        k=args.k,
+        channels=tuple(args.channels),
+        n_heads=args.n_heads,
+        ff_dims=args.ff_dims,
+    )
+
+
+def dlc_config(args: argparse.Namespace) -> DLCConfig:
+    """The DLC hyperparameters the flags ask for (ValueError becomes a one-line input error)."""
+    try:
+        return DLCConfig(
+            K=args.K, beta=args.beta, alpha=args.alpha, mu=args.mu, agg=args.agg,
+            terms=tuple(args.terms), trainable=tuple(args.trainable),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InputError(f"DLC option: {exc}") from None
+
+
+def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> Training:
+    """Model, DLC loss, optimiser and LR schedule for a run, seeded so every rank starts identical."""
+    common.seed_everything(args.seed)
+    model = IterativeDCP(model_config(args)).to(device)
+    dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
+    params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
+    milestones = sorted({max(1, int(f * total)) for f in LR_MILESTONES})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    runner: torch.nn.Module = model
+    if rank.distributed:
+        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank.rank)
+    return Training(model, runner, dlc, optimizer, scheduler, generator, total)
+
+
+def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Namespace, rank: Rank) -> dict[str, float]:
+    """One optimiser step on a batch; returns the numbers the progress bar shows."""
+    t.runner.train()
+    src, tgt, r_gt, t_gt = batch["src"], batch["tgt"], batch["rotation"], batch["translation"]
+    passes = t.runner(src, tgt, passes=args.passes)
+    task = unrolled_loss(passes, r_gt, t_gt)
+    loss, stats = task, {"task": task.item()}
+    if t.dlc is not None:
+        landscape = make_landscape(args.landscape, t.model, src, tgt, passes, r_gt, t_gt)
+        terms = t.dlc(landscape, chart_point(batch["euler"], t_gt), rigid_chart(args.noise_rot_deg, args.noise_trans), t.generator)
+        loss = task + terms.loss
+        stats.update(h1=terms.h1.item(), h2=terms.h2.item(), h3=terms.h3.item(), alpha=terms.alpha, mu=terms.mu)
+    t.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if rank.distributed and t.dlc is not None:
+        average_gradients(list(t.dlc.parameters()), rank.world_size)
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.grad_clip)
+    if torch.isfinite(grad_norm):
+        t.optimizer.step()
+    if rank.distributed:
+        broadcast_buffers(t.model)
+    t.scheduler.step()
+    t.step += 1
+    stats["loss"] = loss.item()
+    return stats
+
+
+@torch.no_grad()
+def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch.device) -> dict[str, float]:
+    """Mean task loss, RRE and RTE of the final pass on fixed validation pairs."""
+    model.eval()
+    losses, rres, rtes = [], [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(batch["src"], batch["tgt"], passes=passes)[-1]
+        losses.append(task_loss(out.rotation, out.translation, batch["rotation"], batch["translation"]).cpu())
+        rres.append(rre_deg(out.rotation.double().cpu().numpy(), batch["rotation"].double().cpu().numpy()))
+        rtes.append(rte(out.translation.cpu().numpy(), batch["translation"].cpu().numpy()))
+    return {
+        "val_loss": float(torch.cat(losses).mean()),
+        "val_rre_deg_mean": float(np.concatenate(rres).mean()),
+        "val_rte_mean": float(np.concatenate(rtes).mean()),
+    }
+
+
+def _card(args: argparse.Namespace, t: Training, metrics: dict, wall_s: float, device: torch.device) -> dict:
+    dlc_block: dict = {"enabled": False}
+    if t.dlc is not None:
+        learned = {name: float(getattr(t.dlc, name)()) for name in t.dlc.config.trainable}
+        dlc_block = {
+            **t.dlc.config.card(),
+            **learned,
+            "landscape": args.landscape,
+            "noise": rigid_chart(args.noise_rot_deg, args.noise_trans).card(),
+        }
+    return {
+        "task": "registration",
+        "backbone": args.backbone,
+        "config": model_config(args).card(),
+        "preprocess": {"num_points": args.num_points, "normalise": "centroid at the origin, max radius 1 (ModelNet40)"},
+        "inference": {"passes": args.test_passes, "stop_angle_deg": args.stop_angle_deg, "stop_translation": args.stop_translation},
+        "dlc": dlc_block,
+        "train": {
+            "data": args.data, "protocol": args.protocol, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
+            "passes": args.passes, "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+            "seed": args.seed, "command": args.command, "git_commit": common.git_commit(),
+            "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(wall_s, 1),
+            "date": common.now_iso(),
+        },
+        "metrics": metrics,
+    }  # fmt: skip
+
+
+def _save_state(out: Path, args: argparse.Namespace, t: Training) -> None:
+    state = {
+        "model": t.model.state_dict(),
+        "dlc": t.dlc.state_dict() if t.dlc is not None else None,
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "generator": t.generator.get_state(),
+        "step": t.step,
+        "epoch": t.epoch,
+        "best_val": t.best_val,
+        "args": {k: getattr(args, k) for k in RESUME_KEYS},
+    }
+    with atomic_path(out / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        raise InputError(f"--resume: {path} does not exist (nothing to resume)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = state["args"]
+    except Exception as exc:  # a damaged file may fail in several ways inside torch.load
+        raise InputError(f"--resume: {path} cannot be read ({type(exc).__name__})") from None
+    changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(args, k)]
+    if changed:
+        raise InputError(f"--resume: these options differ from the saved run: {', '.join('--' + k.replace('_', '-') for k in changed)}")
+    t.model.load_state_dict(state["model"])
+    if t.dlc is not None:
+        t.dlc.load_state_dict(state["dlc"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.generator.set_state(state["generator"])
+    t.step, t.epoch, t.best_val = state["step"], state["epoch"], state["best_val"]
+
+
+def train_worker(rank: Rank, args: argparse.Namespace) -> None:
+    """The training loop run by every rank; rank 0 validates and writes the files."""
+    device = common.resolve_device(args.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", rank.rank % torch.cuda.device_count())
+    spec = parse_spec(args.data, TRAIN_SPECS)
+    train_set, val_set = training_sets(spec, args.protocol, args.num_points, args.seed)
+    sampler = DistributedSampler(train_set, rank.world_size, rank.rank, shuffle=True, seed=args.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    if len(loader) == 0:
+        raise InputError(f"{args.data}: {len(train_set)} training clouds are fewer than one batch per process")
+    val_loader = DataLoader(val_set, batch_size=args.batch_size)
+    t = build_training(args, rank, device, len(loader))
+    out = Path(args.out)
+    if args.resume:
+        _resume(out, args, t)
+    started = time.time()
+    while t.epoch < args.epochs and t.step < t.total_steps:
+        sampler.set_epoch(t.epoch)
+        train_set.set_epoch(t.epoch)
+        bar = common.progress(loader, len(loader), f"epoch {t.epoch + 1}/{args.epochs}", enabled=rank.is_main)
+        for batch in bar:
+            stats = train_step(t, {k: v.to(device) for k, v in batch.items()}, args, rank)
+            if rank.is_main and hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
+            if t.step >= t.total_steps:
+                break
+        t.epoch += 1
+        if rank.is_main:
+            metrics = validate(t.model, val_loader, args.passes, device)
+            print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if metrics["val_loss"] < t.best_val:
+                t.best_val = metrics["val_loss"]
+                save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, time.time() - started, device))
+            _save_state(out, args, t)
+    if rank.is_main:
+        print(f"saved {out}/model.pt and model_card.json (best val_loss {t.best_val:.4g})", flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc train registration``."""
+    device = common.resolve_device(args.device)
+    dlc_config(args)  # refuse bad DLC options before any process starts
+    launch(train_worker, args.nproc, device, args)
+    return 0
+
+
+def network_input(points: np.ndarray, num_points: int, seed: int, device: torch.device) -> torch.Tensor:
+    """The fixed-size random subset of a cloud that the network sees (the card's num_points), as a (1, n, 3) tensor."""
+    rng = np.random.default_rng(seed)
+    chosen = points[rng.choice(len(points), size=num_points, replace=len(points) < num_points)]
+    return torch.as_tensor(chosen, dtype=torch.float32, device=device)[None]
+
+
+def register_pairs(
+    model: IterativeDCP, card: dict, pairs: Dataset, passes: int, icp: ICPConfig | None, device: torch.device
+) -> dict[str, object]:
+    """Register every pair one at a time: the network on the card's point count (passes with early stop), then
+    optional ICP on the full clouds; returns per-pair arrays."""
+    inference = card.get("inference", {})
+    n = card["preprocess"]["num_points"]
+    rows: dict[str, list] = {k: [] for k in ("r_pred", "t_pred", "r_gt", "t_gt", "euler", "diag", "passes", "seconds")}
+    skipped = 0
+    for i in common.progress(range(len(pairs)), len(pairs), "pairs"):
+        pair = pairs[i]
+        try:
+            src = check_cloud(pair["src"].numpy(), f"pair {i} source")
+            tgt = check_cloud(pair["tgt"].numpy(), f"pair {i} target")
+        except InputError as exc:
+            skipped += 1
+            print(f"skipped: {exc}", flush=True)
+            continue
+        started = time.perf_counter()
+        with torch.no_grad():
+            results = model(
+                network_input(src, n, 2 * i, device),
+                network_input(tgt, n, 2 * i + 1, device),
+                passes=passes,
+                stop_angle_deg=inference.get("stop_angle_deg"),
+                stop_translation=inference.get("stop_translation"),
+            )
+        transform = to_matrix(results[-1].rotation, results[-1].translation)[0].double().cpu().numpy()
+        if icp is not None:
+            transform = refine(src, tgt, transform, icp).transform
+        rows["seconds"].append(time.perf_counter() - started)
+        rows["r_pred"].append(transform[:3, :3])
+        rows["t_pred"].append(transform[:3, 3])
+        rows["r_gt"].append(pair["rotation"].double().numpy())
+        rows["t_gt"].append(pair["translation"].double().numpy())
+        rows["euler"].append(pair["euler"].double().numpy())
+        rows["diag"].append(float(np.linalg.norm(np.ptp(tgt, axis=0))))
+        rows["passes"].append(len(results))
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    arrays["skipped"] = skipped
+    return arrays
+
+
+def pair_metrics(rows: dict[str, object]) -> dict[str, object]:
+    """The registration JSON keys of DESIGN.md §2 (plus success_rate, D5) from register_pairs' arrays."""
+    if len(rows["seconds"]) == 0:
+        raise InputError("no pair could be registered (all were skipped)")
+    metrics = registration_metrics(rows["r_pred"], rows["t_pred"], rows["r_gt"], rows["t_gt"], rows["euler"])
+    ok = success_mask(
+        rre_deg(rows["r_pred"], rows["r_gt"]), rte(rows["t_pred"], rows["t_gt"]), SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION * rows["diag"]
+    )
+    return {**metrics, "success_rate": float(ok.mean()), "passes_mean": float(np.mean(rows["passes"]))}
+
+
+def icp_config(args: argparse.Namespace) -> ICPConfig | None:
+    """The ICP refinement the eval flags ask for (None without --icp)."""
+    if args.icp is None:
+        return None
+    try:
+        return ICPConfig(
+            method=args.icp,
+            max_correspondence_distance=args.icp_max_dist,
+            min_correspondence_distance=args.icp_min_dist,
+            iterations=args.icp_iters,
+        )
+    except InputError as exc:
+        raise InputError(f"ICP option: {exc}") from None
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc eval registration``: metrics table on stdout, JSON written atomically."""
+    device = common.resolve_device(args.device)
+    icp = icp_config(args)
+    model, card = load_registration_model(args.model, device)
+    num_points = args.num_points or card["preprocess"]["num_points"]
+    pairs = evaluation_set(parse_spec(args.data, TRAIN_SPECS), args.protocol, num_points, args.seed)
+    if args.pairs is not None:
+        pairs = Subset(pairs, range(min(args.pairs, len(pairs))))
+    passes = args.iters or card.get("inference", {}).get("passes", 1)
+    rows = register_pairs(model, card, pairs, passes, icp, device)
+    result = {
+        "task": "registration",
+        "model": str(args.model),
+        "data": args.data,
+        "protocol": args.protocol,
+        "command": args.command,
+        "samples": int(len(rows["seconds"])),
+        "skipped": int(rows["skipped"]),
+        **pair_metrics(rows),
+        "icp": args.icp,
+        "passes_max": passes,
+        "num_points": num_points,
+        "time_ms": common.time_stats_ms(list(rows["seconds"])),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+        "device": device.type,
+        "machine": common.machine(),
+        "date": common.now_iso(),
+    }
+    print_table([result])
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def print_table(results: list[dict]) -> None:
+    """A fixed-width metrics table, one row per evaluation result."""
+    cols = [
+        ("model", "model", "{}"), ("icp", "icp", "{}"), ("pairs", "samples", "{}"), ("MSE(Euler)", "euler_mse_deg2", "{:.4g}"),
+        ("RMSE(Euler)", "euler_rmse_deg", "{:.4g}"), ("MAE(Euler)", "euler_mae_deg", "{:.4g}"), ("MSE(R)", "r_mse", "{:.3g}"),
+        ("MSE(t)", "t_mse", "{:.3g}"), ("RRE deg", "rre_deg_mean", "{:.3f}"), ("RTE", "rte_mean", "{:.4f}"),
+        ("success", "success_rate", "{:.1%}"), ("ms/pair", "time_ms", "{:.0f}"),
+    ]  # fmt: skip
+    cells = [[name for name, _, _ in cols]]
+    for r in results:
+        row = []
+        for _, key, fmt in cols:
+            value = r.get(key)
+            value = value["median"] if isinstance(value, dict) else value
+            row.append("-" if value is None else fmt.format(Path(value).name if key == "model" else value))
+        cells.append(row)
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    for c in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
