@@ -20,7 +20,7 @@ setup(
     packages=find_packages(include=["dlc_core", "dlc_core.*", "training", "training.*", "dlc_ros", "dlc_ros.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
-        (f"share/{PACKAGE}", ["package.xml", "README.md"]),
+        (f"share/{PACKAGE}", ["package.xml", "README.md", "LICENSE"]),
         (f"share/{PACKAGE}/launch", files("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", files("config/*.yaml")),
     ]

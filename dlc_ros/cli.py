@@ -108,6 +108,17 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--noise-rot-deg", type=float, default=10.0, help="σ of the Gaussian noise on each Euler angle")
     r.add_argument("--noise-trans", type=float, default=0.1, help="σ of the Gaussian noise on each translation axis")
     r.add_argument("--landscape", default="label", choices=("label", "procrustes", "rerun"))
+    s = p.add_argument_group("LiDAR scans (data kitti:ROOT and/or sim:DIR, joined with '+')")
+    s.add_argument("--kitti-sequences", type=_csv(str), default=["10"], help="KITTI sequences to train on (default 10)")
+    s.add_argument("--val-sequences", type=_csv(str), default=["01", "02"], help="held-out KITTI sequences (01,02)")
+    s.add_argument("--poses-name", default=None, help="per-sequence pose file, e.g. poses.txt (default ROOT/poses/SS.txt)")
+    s.add_argument("--max-gap", type=_positive_int, default=10, help="pairs (i, i+g) for g = 1..max-gap")
+    s.add_argument("--yaw-deg", type=float, default=30.0, help="yaw augmentation of the source, ± degrees")
+    s.add_argument("--min-range", type=float, default=3.0, help="crop: drop returns closer than this (m)")
+    s.add_argument("--max-range", type=float, default=40.0, help="crop: drop returns farther than this (m)")
+    s.add_argument("--ground-z", type=float, default=-1.3, help="network input: drop points below this height (m)")
+    s.add_argument("--voxel-size", type=float, default=0.8, help="network input: voxel size (m)")
+    s.add_argument("--scale", type=float, default=40.0, help="network input: divide coordinates by this (m)")
     p.set_defaults(handler=_lazy("training.registration", "train"))
 
 
@@ -133,6 +144,32 @@ def _add_eval_registration(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("training.registration", "evaluate"))
 
 
+def _add_eval_pairs(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "pairs",
+        "Register every KITTI scan pair (i, i+g), g = 1..max-gap, from the identity and score RTE/RRE/success.",
+        "dlc eval pairs --kitti ../shared/data/kitti_mini --sequences 01,02 --poses-name poses.txt --max-gap 9 "
+        "--model models/lidar_dlc --json pairs.json",
+    )
+    p.add_argument("--kitti", required=True, help="KITTI odometry root (ROOT/sequences/SS/velodyne/*.bin)")
+    p.add_argument("--sequences", type=_csv(str), default=["01", "02"], help="sequence ids (default 01,02)")
+    p.add_argument("--poses-name", default=None, help="per-sequence pose file, e.g. poses.txt (default ROOT/poses/SS.txt)")
+    p.add_argument("--max-gap", type=_positive_int, default=9)
+    p.add_argument("--model", required=True, help="LiDAR model folder, or 'none' for ICP from the identity alone")
+    p.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
+    p.add_argument("--icp", default="point-to-plane", choices=("point-to-point", "point-to-plane", "gicp"))
+    p.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
+    p.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
+    p.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
+    p.add_argument("--min-fitness", type=float, default=0.5, help="consistency check: accept ICP fitness >= this")
+    p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                   help="try FPFH+RANSAC when the check fails (counted as fallback_rate)")  # fmt: skip
+    p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
+    _add_common(p)
+    p.set_defaults(handler=_lazy("training.pairs", "evaluate"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``dlc`` argument parser."""
     parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
@@ -140,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="train a model", description="Train a model with or without DLC.")
     _add_train_registration(train.add_subparsers(dest="task", required=True, metavar="TASK"))
     evaluate = verbs.add_parser("eval", help="evaluate a model", description="Evaluate a trained model.")
-    _add_eval_registration(evaluate.add_subparsers(dest="task", required=True, metavar="TASK"))
+    eval_tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
+    _add_eval_registration(eval_tasks)
+    _add_eval_pairs(eval_tasks)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))

@@ -63,7 +63,7 @@ def test_resume_continues_and_refuses_changed_options(trained: dict[str, Path], 
     out = tmp_path / "r"
     assert main(["train", "registration", *TINY, "--steps", "3", "--out", str(out)]) == 0
     assert main(["train", "registration", *TINY, "--steps", "5", "--epochs", "2", "--out", str(out), "--resume"]) == 0
-    assert card(out)["train"]["steps"] == 5
+    assert card(out)["train"]["steps"] == 5 and card(out)["train"]["epochs"] == 2
     assert main(["train", "registration", *TINY, "--steps", "6", "--out", str(out), "--resume", "--beta", "3"]) == 2
 
 
@@ -77,7 +77,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["eval", "registration", "--model", "models/does-not-exist"], "no such model folder"),
         (["eval", "registration", "--model", "tests"], "model_card.json is missing"),
         (["train", "registration", "--out", "x", "--data", "bunny:data/bunny"], "evaluation set"),
-        (["train", "registration", "--out", "x", "--data", "kitti:foo"], "unknown kind 'kitti'"),
+        (["train", "registration", "--out", "x", "--data", "mnist:foo"], "unknown kind 'mnist'"),
+        (["train", "registration", "--out", "x", "--data", "kitti:foo"], "foo/sequences: folder not found"),
+        (["train", "registration", "--out", "x", "--data", "sim:foo"], "validation needs real scans"),
+        (["train", "registration", "--out", "x", "--data", "shapes+kitti:foo"], "cannot be mixed"),
         (["train", "registration", "--out", "x", "--alpha", "1.5"], "alpha must be in"),
         (["eval", "registration", "--model", "tests", "--device", "cuda"], "no CUDA device"),
     ],

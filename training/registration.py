@@ -3,14 +3,14 @@
 Training follows PyTorch's own examples: a plain loop over epochs and batches. Each step runs the unrolled
 model (4 weight-shared passes, loss discounted by 0.9 per pass); with DLC the hinge terms of the chosen landscape
 are added (beta-weighted). The no-DLC twin is the same run without the hinges (DECISIONS.md D2). After every
-epoch the model is validated on fixed pairs; the best one is written atomically with its card, and the full
-training state is written for ``--resume``.
+epoch (and when the --steps budget ends) the model is validated on fixed pairs and written atomically with its
+card, and the full training state is written for ``--resume``. The shipped model is the one at the end of the
+budget, not the best on validation: with a fixed budget that is the honest comparison between arms.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dlc_core.atomic import atomic_path, write_json
 from dlc_core.checkpoint import save_checkpoint
-from dlc_core.data.registration_data import parse_spec, evaluation_set, training_sets
+from dlc_core.data.registration_data import evaluation_set, parse_spec, parse_specs, training_sets
+from dlc_core.data.scan_pairs import ScanPairDataset, open_sequences
 from dlc_core.dlc_loss import DLCConfig, DLCLoss
 from dlc_core.errors import InputError
 from dlc_core.geometry import to_matrix
@@ -31,19 +32,22 @@ from dlc_core.metrics import registration_metrics, rre_deg, rte, success_mask
 from dlc_core.models import load_registration_model
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
 from dlc_core.pointcloud import check_cloud
+from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.registration_objective import chart_point, make_landscape, rigid_chart, task_loss, unrolled_loss
 
 from . import common
 from .distributed import Rank, average_gradients, broadcast_buffers, launch
 
-TRAIN_SPECS = ("shapes", "modelnet40", "bunny")
+TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim")
+SCAN_SPECS = ("kitti", "sim")
 STATE_FILE = "train_state.pt"
 LR_MILESTONES = (0.3, 0.6, 0.8)  # DCP's 75/150/200 of 250 epochs, as fractions of the planned steps
 # Flags that must match when a run is resumed (the rest, e.g. --epochs or --steps, may change).
 RESUME_KEYS = (
     "data", "protocol", "backbone", "dlc", "batch_size", "seed", "num_points", "emb_dims", "k", "channels", "ff_dims",
     "n_heads", "passes", "lr", "weight_decay", "K", "beta", "alpha", "mu", "agg", "terms", "trainable",
-    "noise_rot_deg", "noise_trans", "landscape",
+    "noise_rot_deg", "noise_trans", "landscape", "kitti_sequences", "val_sequences", "poses_name", "max_gap", "yaw_deg",
+    "min_range", "max_range", "ground_z", "voxel_size", "scale",
 )  # fmt: skip
 SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION = 1.0, 0.01  # object success: RRE < 1 deg, RTE < 1% of the bbox diagonal
 
@@ -61,7 +65,7 @@ class Training:
     total_steps: int
     step: int = 0
     epoch: int = 0
-    best_val: float = math.inf
+    wall_s: float = 0.0
 
 
 def model_config(args: argparse.Namespace) -> DCPConfig:
@@ -74,6 +78,38 @@ def model_config(args: argparse.Namespace) -> DCPConfig:
         n_heads=args.n_heads,
         ff_dims=args.ff_dims,
     )
+
+
+def scan_preprocess(args: argparse.Namespace) -> ScanPreprocess:
+    """The LiDAR scan preprocessing the flags ask for (stored in the card; the pipeline repeats it at inference)."""
+    return ScanPreprocess(min_range=args.min_range, max_range=args.max_range, ground_z=args.ground_z,
+                          voxel_size=args.voxel_size, num_points=args.num_points, scale=args.scale)  # fmt: skip
+
+
+def datasets(args: argparse.Namespace) -> tuple[Dataset, Dataset, dict, float]:
+    """(train, validation, the card's preprocess block, the scale that turns network translations into data units).
+
+    Object SPECs give DCP-protocol pairs; scan SPECs (``kitti:ROOT``, ``sim:DIR``, joined with '+') give LiDAR
+    pairs, validated on real KITTI sequences (``--val-sequences``) of the kitti root.
+    """
+    specs = parse_specs(args.data, TRAIN_SPECS)
+    scans = [s for s in specs if s.kind in SCAN_SPECS]
+    if not scans:
+        if len(specs) > 1:
+            raise InputError(f"data spec {args.data!r}: only scan specs (kitti, sim) can be combined with '+'")
+        train, val = training_sets(specs[0], args.protocol, args.num_points, args.seed)
+        return train, val, {"num_points": args.num_points, "normalise": "centroid at the origin, max radius 1 (ModelNet40)"}, 1.0
+    if len(scans) < len(specs):
+        raise InputError(f"data spec {args.data!r}: scan specs (kitti, sim) cannot be mixed with object specs")
+    kitti = [s for s in scans if s.kind == "kitti"]
+    if not kitti:
+        raise InputError(f"data spec {args.data!r}: validation needs real scans: add kitti:ROOT (see --val-sequences)")
+    cfg = scan_preprocess(args)
+    train_sequences = [q for s in scans for q in open_sequences(s.kind, s.path, args.kitti_sequences, args.poses_name)]
+    val_sequences = open_sequences("kitti", kitti[0].path, args.val_sequences, args.poses_name)
+    train = ScanPairDataset(train_sequences, cfg, args.max_gap, args.seed, fixed=False, yaw_deg=args.yaw_deg)
+    val = ScanPairDataset(val_sequences, cfg, args.max_gap, args.seed + 1, fixed=True)
+    return train, val, cfg.card(), cfg.scale
 
 
 def dlc_config(args: argparse.Namespace) -> DLCConfig:
@@ -132,8 +168,8 @@ def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Names
 
 
 @torch.no_grad()
-def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch.device) -> dict[str, float]:
-    """Mean task loss, RRE and RTE of the final pass on fixed validation pairs."""
+def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch.device, scale: float = 1.0) -> dict[str, float]:
+    """Mean task loss, RRE and RTE (in data units: translations times `scale`) of the final pass on fixed pairs."""
     model.eval()
     losses, rres, rtes = [], [], []
     for batch in loader:
@@ -141,7 +177,7 @@ def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch
         out = model(batch["src"], batch["tgt"], passes=passes)[-1]
         losses.append(task_loss(out.rotation, out.translation, batch["rotation"], batch["translation"]).cpu())
         rres.append(rre_deg(out.rotation.double().cpu().numpy(), batch["rotation"].double().cpu().numpy()))
-        rtes.append(rte(out.translation.cpu().numpy(), batch["translation"].cpu().numpy()))
+        rtes.append(scale * rte(out.translation.cpu().numpy(), batch["translation"].cpu().numpy()))
     return {
         "val_loss": float(torch.cat(losses).mean()),
         "val_rre_deg_mean": float(np.concatenate(rres).mean()),
@@ -149,7 +185,7 @@ def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch
     }
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, wall_s: float, device: torch.device) -> dict:
+def _card(args: argparse.Namespace, t: Training, metrics: dict, preprocess: dict, device: torch.device) -> dict:
     dlc_block: dict = {"enabled": False}
     if t.dlc is not None:
         learned = {name: float(getattr(t.dlc, name)()) for name in t.dlc.config.trainable}
@@ -163,14 +199,14 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, wall_s: float, d
         "task": "registration",
         "backbone": args.backbone,
         "config": model_config(args).card(),
-        "preprocess": {"num_points": args.num_points, "normalise": "centroid at the origin, max radius 1 (ModelNet40)"},
+        "preprocess": preprocess,
         "inference": {"passes": args.test_passes, "stop_angle_deg": args.stop_angle_deg, "stop_translation": args.stop_translation},
         "dlc": dlc_block,
         "train": {
             "data": args.data, "protocol": args.protocol, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
             "passes": args.passes, "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
             "seed": args.seed, "command": args.command, "git_commit": common.git_commit(),
-            "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(wall_s, 1),
+            "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(t.wall_s, 1),
             "date": common.now_iso(),
         },
         "metrics": metrics,
@@ -186,7 +222,7 @@ def _save_state(out: Path, args: argparse.Namespace, t: Training) -> None:
         "generator": t.generator.get_state(),
         "step": t.step,
         "epoch": t.epoch,
-        "best_val": t.best_val,
+        "wall_s": t.wall_s,
         "args": {k: getattr(args, k) for k in RESUME_KEYS},
     }
     with atomic_path(out / STATE_FILE) as tmp:
@@ -211,7 +247,7 @@ def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
     t.generator.set_state(state["generator"])
-    t.step, t.epoch, t.best_val = state["step"], state["epoch"], state["best_val"]
+    t.step, t.epoch, t.wall_s = state["step"], state["epoch"], state["wall_s"]
 
 
 def train_worker(rank: Rank, args: argparse.Namespace) -> None:
@@ -219,8 +255,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     device = common.resolve_device(args.device)
     if device.type == "cuda":
         device = torch.device("cuda", rank.rank % torch.cuda.device_count())
-    spec = parse_spec(args.data, TRAIN_SPECS)
-    train_set, val_set = training_sets(spec, args.protocol, args.num_points, args.seed)
+    train_set, val_set, preprocess, scale = datasets(args)
     sampler = DistributedSampler(train_set, rank.world_size, rank.rank, shuffle=True, seed=args.seed, drop_last=True)
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
     if len(loader) == 0:
@@ -242,15 +277,15 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
             if t.step >= t.total_steps:
                 break
         t.epoch += 1
+        t.wall_s += time.time() - started
+        started = time.time()
         if rank.is_main:
-            metrics = validate(t.model, val_loader, args.passes, device)
+            metrics = validate(t.model, val_loader, args.passes, device, scale)
             print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if metrics["val_loss"] < t.best_val:
-                t.best_val = metrics["val_loss"]
-                save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, time.time() - started, device))
+            save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, preprocess, device))
             _save_state(out, args, t)
     if rank.is_main:
-        print(f"saved {out}/model.pt and model_card.json (best val_loss {t.best_val:.4g})", flush=True)
+        print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
 
 
 def train(args: argparse.Namespace) -> int:

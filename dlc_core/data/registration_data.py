@@ -52,6 +52,11 @@ def parse_spec(text: str, kinds: tuple[str, ...]) -> DataSpec:
     return DataSpec(kind, Path(path) if path else None)
 
 
+def parse_specs(text: str, kinds: tuple[str, ...]) -> list[DataSpec]:
+    """Several SPECs joined by '+', e.g. ``sim:runs/sim+kitti:../shared/data/kitti_mini``."""
+    return [parse_spec(part, kinds) for part in text.split("+")]
+
+
 def pair_options(protocol: str, num_points: int) -> PairOptions:
     """The pair-drawing options of a protocol variant."""
     if protocol not in PROTOCOLS:

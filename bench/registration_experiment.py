@@ -1,0 +1,145 @@
+"""Experiment: DCP vs DLC+DCP on the procedural shapes, same budget and seeds, each with and without ICP, on the
+clean (held-out instances of the training categories) and unseen-category protocols. Also used for the landscape
+comparison of DECISIONS.md D1 (arms dlc-label, dlc-procrustes, dlc-rerun).
+
+Every arm is a ``dlc train registration`` run (resumable: an interrupted run continues with --resume) followed by
+``dlc eval registration`` runs; the results file has every run's metrics and mean ± std over seeds.
+
+    .venv/bin/python bench/registration_experiment.py --name dlc_vs_dcp --arms no-dlc,dlc-label,dcp-1pass \\
+        --seeds 0,1,2 --steps 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ARMS = {
+    "no-dlc": ["--no-dlc"],
+    "dlc-label": ["--dlc", "--landscape", "label"],
+    "dlc-procrustes": ["--dlc", "--landscape", "procrustes"],
+    "dlc-rerun": ["--dlc", "--landscape", "rerun"],
+    "dcp-1pass": ["--no-dlc", "--passes", "1", "--test-passes", "1"],
+}
+PROTOCOLS = ("clean", "unseen")
+ICP = (None, "point-to-plane")
+METRICS = ("euler_mse_deg2", "euler_rmse_deg", "euler_mae_deg", "r_mse", "t_mse", "t_rmse", "t_mae", "rre_deg_mean",
+           "rte_mean", "success_rate", "passes_mean")  # fmt: skip
+DLC = [str(REPO / ".venv/bin/dlc")]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    """Run a command, its output appended to a log; stop the experiment with the log's tail if it fails."""
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n" + "".join(open(log).readlines()[-20:]))
+
+
+def train(arm: str, seed: int, steps: int, folder: Path, extra: list[str]) -> dict:
+    """Train (or finish training) one arm with one seed; returns its model card."""
+    card_path = folder / "model_card.json"
+    state = folder / "train_state.pt"
+    done = card_path.is_file() and json.loads(card_path.read_text())["train"]["steps"] >= steps
+    if not done:
+        cmd = [*DLC, "train", "registration", "--data", "shapes", "--out", str(folder), "--seed", str(seed),
+               "--steps", str(steps), "--epochs", "1000", *ARMS[arm], *extra]  # fmt: skip
+        run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
+    return json.loads(card_path.read_text())
+
+
+def evaluate(folder: Path, protocol: str, icp: str | None) -> dict:
+    """Evaluate a trained arm on one protocol, with or without ICP (cached in the run folder)."""
+    out = folder / f"eval_{protocol}_{icp or 'none'}.json"
+    card = json.loads((folder / "model_card.json").read_text())
+    if not out.is_file() or json.loads(out.read_text()).get("model_sha256") != card["sha256"]:
+        cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", "shapes", "--protocol", protocol,
+               "--json", str(out)] + (["--icp", icp] if icp else [])  # fmt: skip
+        run(cmd, folder.parent / f"{folder.name}.log")
+        result = json.loads(out.read_text())
+        result["model_sha256"] = card["sha256"]
+        out.write_text(json.dumps(result, indent=2))
+    return json.loads(out.read_text())
+
+
+def summarise(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True, help="results file bench/results/<name>.json")
+    p.add_argument("--arms", default="no-dlc,dlc-label", help=f"comma-separated, from {', '.join(ARMS)}")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps per arm (the shared budget)")
+    p.add_argument("--runs", default=str(REPO / "runs"), help="where the trained models go (not committed)")
+    p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
+    p.add_argument("--extra", default="", help="extra flags for every training run, e.g. '--beta 2'")
+    args = p.parse_args()
+    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        sys.exit(f"unknown arms: {', '.join(sorted(unknown))}")
+    root = Path(args.runs) / args.name
+    root.mkdir(parents=True, exist_ok=True)
+    extra = args.extra.split()
+
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            folder = root / f"{arm}_seed{seed}"
+            card = train(arm, seed, args.steps, folder, extra)
+            print(f"trained {folder.name}: {card['train']['steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
+            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
+    if args.train_only:
+        return
+
+    from dlc_core.atomic import write_json
+    from training.common import machine, now_iso
+
+    rows = []
+    for r in runs:
+        for protocol in PROTOCOLS:
+            for icp in ICP:
+                result = evaluate(r["folder"], protocol, icp)
+                rows.append({"arm": r["arm"], "seed": r["seed"], "protocol": protocol, "icp": icp,
+                             "pairs": result["samples"], "train_wall_s": r["card"]["train"]["wall_s"],
+                             "time_ms_median": result["time_ms"]["median"], **{m: result[m] for m in METRICS}})  # fmt: skip
+                print(f"{r['folder'].name} {protocol} icp={icp}: RRE {result['rre_deg_mean']:.3f} deg, "
+                      f"MSE(Euler) {result['euler_mse_deg2']:.4g}, success {result['success_rate']:.1%}", flush=True)  # fmt: skip
+    summary = []
+    for arm in arms:
+        for protocol in PROTOCOLS:
+            for icp in ICP:
+                sel = [r for r in rows if r["arm"] == arm and r["protocol"] == protocol and r["icp"] == icp]
+                summary.append({"arm": arm, "protocol": protocol, "icp": icp,
+                                **{m: summarise([r[m] for r in sel]) for m in METRICS}})  # fmt: skip
+    card0 = runs[0]["card"]
+    write_json(REPO / "bench/results" / f"{args.name}.json", {
+        "experiment": args.name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": now_iso(),
+        "machine": machine(),
+        "budget": {"steps": args.steps, "batch_size": card0["train"]["batch_size"], "seeds": seeds,
+                   "num_points": card0["preprocess"]["num_points"], "config": card0["config"], "extra": extra},
+        "data": "shapes: train on 14 categories x 200 instances; clean = 280 held-out instances of those "
+                "categories, unseen = 240 instances of the 6 held-out categories",
+        "summary": summary,
+        "runs": rows,
+    })  # fmt: skip
+    print(f"wrote bench/results/{args.name}.json")
+
+
+if __name__ == "__main__":
+    main()

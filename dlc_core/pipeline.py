@@ -1,0 +1,146 @@
+"""The scan-to-scan registration pipeline (DESIGN.md §4), one object used offline and in the ROS node:
+
+preprocess -> initial guess (the caller's prior, identity for an isolated pair) -> network passes (stop when the
+update is small) -> ICP refinement -> consistency check without ground truth -> pose with a status.
+
+The check: ICP is run from the network's estimate and from the prior alone; the result with the higher ICP
+fitness (share of source points with a target point within the final correspondence distance; ties broken by
+the inlier RMSE) is kept. If neither reaches ``min_fitness``, an optional global registration (FPFH + RANSAC)
+is tried and reported as a fallback, so evaluations can say how often the network did not carry the load.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .geometry import from_matrix, to_matrix
+from .icp import ICPConfig, ICPResult, refine
+from .models import load_registration_model
+from .models.dcp import IterativeDCP
+from .pointcloud import check_cloud
+from .scan_preprocess import ScanPreprocess, icp_cloud, network_candidates, network_sample
+
+STATUSES = ("network", "prior", "fallback", "failed")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Run-time settings of the pipeline (the preprocessing itself comes from the model card)."""
+
+    passes: int | None = None  # network passes; None = the model card's
+    icp: ICPConfig = field(
+        default_factory=lambda: ICPConfig(
+            method="point-to-plane", max_correspondence_distance=2.0, min_correspondence_distance=0.5, iterations=30
+        )
+    )
+    min_fitness: float = 0.5
+    fallback: bool = True
+
+
+@dataclass
+class PreparedScan:
+    """A scan prepared once and reused as source and as target: the ICP cloud and the network's candidates."""
+
+    icp: np.ndarray
+    net: np.ndarray
+    raw_points: int
+
+
+@dataclass
+class PairResult:
+    """The registration of one pair: source -> target transform, which stage produced it, and its quality."""
+
+    transform: np.ndarray
+    status: str
+    fitness: float
+    inlier_rmse: float
+    passes: int
+    timings_ms: dict[str, float]
+
+
+class ScanRegistrar:
+    """A LiDAR registration model (or none: ICP from the prior alone, the classical baseline) plus the ICP and
+    the check around it."""
+
+    def __init__(
+        self,
+        preprocess: ScanPreprocess,
+        config: PipelineConfig,
+        model: IterativeDCP | None = None,
+        card: dict | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        self.preprocess, self.config, self.model, self.card = preprocess, config, model, card or {}
+        self.device = device or torch.device("cpu")
+        inference = self.card.get("inference", {})
+        self.passes = config.passes or inference.get("passes", 5)
+        self.stop = (inference.get("stop_angle_deg", 0.05), inference.get("stop_translation", 1e-3))
+        self.rng = np.random.default_rng(0)
+
+    @classmethod
+    def load(cls, folder: str | Path, config: PipelineConfig | None = None, device: torch.device | None = None) -> "ScanRegistrar":
+        """Load a model folder (model.pt + model_card.json) and build the pipeline around it."""
+        device = device or torch.device("cpu")
+        model, card = load_registration_model(folder, device)
+        if card.get("preprocess", {}).get("kind") != "scan":
+            raise InputError(f"{folder}: this registration model was trained on objects, not on LiDAR scans")
+        return cls(ScanPreprocess.from_card(card["preprocess"]), config or PipelineConfig(), model, card, device)
+
+    def prepare(self, points: np.ndarray, name: str = "scan") -> PreparedScan:
+        """Validate a scan (N, >=3; extra columns such as intensity are ignored) and prepare it once."""
+        array = np.asarray(points)
+        xyz = check_cloud(array[:, :3] if array.ndim == 2 and array.shape[1] > 3 else array, name)
+        cloud = icp_cloud(xyz, self.preprocess)
+        if len(cloud) < 3:
+            raise InputError(f"{name} has {len(cloud)} points after cropping to {self.preprocess.min_range}-"
+                             f"{self.preprocess.icp_max_range} m")  # fmt: skip
+        return PreparedScan(icp=cloud, net=network_candidates(xyz, self.preprocess), raw_points=len(xyz))
+
+    @torch.no_grad()
+    def network_estimate(self, source: PreparedScan, target: PreparedScan, init: np.ndarray) -> tuple[np.ndarray, int]:
+        """The network's source -> target transform (metres), iterated from `init`; and the passes it used."""
+        cfg = self.preprocess
+        src = torch.as_tensor(network_sample(source.net, cfg, self.rng), device=self.device)[None]
+        tgt = torch.as_tensor(network_sample(target.net, cfg, self.rng), device=self.device)[None]
+        r0, t0 = from_matrix(torch.as_tensor(init, dtype=torch.float32, device=self.device)[None])
+        out = self.model(src, tgt, passes=self.passes, init=(r0, t0 / cfg.scale), stop_angle_deg=self.stop[0],
+                         stop_translation=self.stop[1])  # fmt: skip
+        transform = to_matrix(out[-1].rotation, out[-1].translation * cfg.scale)[0].double().cpu().numpy()
+        return transform, len(out)
+
+    def register(self, source: PreparedScan, target: PreparedScan, init: np.ndarray | None = None) -> PairResult:
+        """Register source onto target starting from `init` (identity when None)."""
+        init = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        passes, candidates = 0, []
+        if self.model is not None:
+            guess, passes = self.network_estimate(source, target, init)
+            timings["network"] = 1000 * (time.perf_counter() - clock)
+            candidates.append(("network", guess))
+        candidates.append(("prior", init))
+        results: list[tuple[str, ICPResult]] = []
+        for status, guess in candidates:
+            clock = time.perf_counter()
+            results.append((status, refine(source.icp, target.icp, guess, self.config.icp)))
+            timings[f"icp_{status}"] = 1000 * (time.perf_counter() - clock)
+        status, best = max(results, key=lambda r: (r[1].fitness, -r[1].inlier_rmse))
+        if best.fitness < self.config.min_fitness and self.config.fallback:
+            from .global_registration import global_registration
+
+            clock = time.perf_counter()
+            guess = global_registration(source.icp, target.icp)
+            fallback = refine(source.icp, target.icp, guess, self.config.icp)
+            timings["fallback"] = 1000 * (time.perf_counter() - clock)
+            if fallback.fitness > best.fitness:
+                status, best = "fallback", fallback
+        if best.fitness < self.config.min_fitness:
+            status = "failed"
+        timings["total"] = sum(timings.values())
+        return PairResult(best.transform, status, best.fitness, best.inlier_rmse, passes, timings)
