@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from dlc_core.data.kitti import KittiSequence
 from dlc_core.errors import InputError
 from dlc_ros.pointcloud2 import (
     DEFAULT_MAX_POINTS,
@@ -53,87 +54,15 @@ def _typestore() -> Any:
 # ---------------------------------------------------------------- KITTI files
 
 
-def _read_rows(path: Path, per_line: int) -> np.ndarray:
-    """A text file of `per_line` numbers per non-blank line as (L, per_line) float64; errors name the file and line."""
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            values = [float(v) for v in line.split()]
-        except ValueError:
-            raise InputError(f"{path}: line {number} is not {per_line} numbers: {line.strip()[:60]!r}") from None
-        if len(values) != per_line or not np.all(np.isfinite(values)):
-            raise InputError(f"{path}: line {number} must hold {per_line} finite numbers, got {len(values)}")
-        rows.append(values)
-    return np.array(rows, dtype=np.float64).reshape(-1, per_line)
-
-
-def _homogeneous(rows: np.ndarray) -> np.ndarray:
-    """(L, 12) rows of 3x4 row-major matrices -> (L, 4, 4)."""
-    matrices = np.tile(np.eye(4), (len(rows), 1, 1))
-    matrices[:, :3, :] = rows.reshape(-1, 3, 4)
-    return matrices
-
-
-def _read_tr(calib: Path) -> np.ndarray:
-    """The Velodyne -> camera-0 transform (4x4) from the `Tr:` line of a KITTI calib.txt."""
-    if not calib.is_file():
-        raise InputError(f"{calib}: file not found (the poses need its Tr line; pass a calib file or no poses)")
-    for line in calib.read_text().splitlines():
-        if line.startswith("Tr:"):
-            try:
-                values = np.array([float(v) for v in line[3:].split()])
-            except ValueError:
-                values = np.array([])
-            if values.size != 12 or not np.all(np.isfinite(values)):
-                raise InputError(f"{calib}: the Tr line must hold 12 finite numbers")
-            return _homogeneous(values[None])[0]
-    raise InputError(f"{calib}: no 'Tr:' line")
-
-
-def _scan_paths(seq_dir: Path) -> list[Path]:
-    """The sequence's velodyne/*.bin in sorted order, each checked to be whole float32 x, y, z, reflectance rows."""
-    scans = sorted((seq_dir / "velodyne").glob("*.bin"))
-    if not scans:
-        raise InputError(f"{seq_dir / 'velodyne'}: no .bin scans found")
-    for scan in scans:
-        size = scan.stat().st_size
-        if size % 16:
-            raise InputError(f"{scan}: size {size} bytes is not a multiple of 16 (float32 x, y, z, reflectance)")
-    return scans
-
-
-def _stamps_ns(times_path: Path, frames: int, epoch_offset_s: int) -> np.ndarray:
+def _stamps_ns(seq: KittiSequence, frames: int, epoch_offset_s: int) -> np.ndarray:
     """Integer nanosecond stamps of the first `frames` scans from times.txt, refused unless strictly increasing."""
-    times = _read_rows(times_path, 1)[:, 0]
-    if len(times) < frames:
-        raise InputError(f"{times_path}: {len(times)} lines for {frames} scans")
-    stamps = int(epoch_offset_s) * 1_000_000_000 + np.round(times[:frames] * 1e9).astype(np.int64)
+    times_path = seq.root / seq.sequence / "times.txt"
+    if seq.times is None:
+        raise InputError(f"{times_path}: file not found (the bag's stamps come from it)")
+    stamps = int(epoch_offset_s) * 1_000_000_000 + np.round(seq.times[:frames] * 1e9).astype(np.int64)
     if np.any(np.diff(stamps) <= 0):
         raise InputError(f"{times_path}: times must be strictly increasing")
     return stamps
-
-
-def _velo_poses(rows: np.ndarray, poses_path: Path, calib_path: Path, frames: int) -> np.ndarray:
-    """(frames, 4, 4) Velodyne poses relative to the first scan, from KITTI camera-0 pose rows and calib Tr."""
-    if len(rows) < frames:
-        raise InputError(f"{poses_path}: {len(rows)} poses for {frames} scans")
-    tr = _read_tr(calib_path)
-    velo = np.linalg.inv(tr) @ _homogeneous(rows[:frames]) @ tr
-    return np.linalg.inv(velo[0]) @ velo
-
-
-def _resolve_poses(seq_dir: Path, poses: str | os.PathLike | None) -> Path | None:
-    """The pose file to use: "auto" = <seq_dir>/poses.txt when present, None = none, else the path given."""
-    if poses is None:
-        return None
-    if str(poses) == "auto":
-        found = seq_dir / "poses.txt"
-        return found if found.is_file() else None
-    return Path(poses)
 
 
 # ---------------------------------------------------------------- messages
@@ -246,7 +175,7 @@ def _storage_plugin(storage: str) -> Any:
 def _write_bag(
     path: Path,
     storage: str,
-    scans: list[Path],
+    seq: KittiSequence,
     stamps: np.ndarray,
     gt: np.ndarray | None,
     topics: tuple[str, str, str],
@@ -261,15 +190,15 @@ def _write_bag(
     with Writer(path, version=9, storage_plugin=_storage_plugin(storage)) as writer:
         clouds = writer.add_connection(topic, POINTCLOUD2, typestore=store)
         odometry = writer.add_connection(gt_topic, ODOMETRY, typestore=store) if gt is not None else None
-        for i, (scan_path, stamp) in enumerate(zip(scans, stamps.tolist())):
-            scan = np.fromfile(scan_path, dtype="<f4").reshape(-1, 4)
+        for i, stamp in enumerate(stamps.tolist()):
+            scan = seq.scan(i)
             message = cloud_message(pack_xyzi(scan[:, :3], scan[:, 3]), stamp, frame_id)
             writer.write(clouds, stamp, store.serialize_cdr(message, POINTCLOUD2))
             if odometry is not None:
                 writer.write(odometry, stamp, store.serialize_cdr(_odometry_message(gt[i], stamp, frame_id), ODOMETRY))
             points += len(scan)
             if on_frame is not None:
-                on_frame(i + 1, len(scans))
+                on_frame(i + 1, len(stamps))
     return points
 
 
@@ -277,8 +206,7 @@ def convert_sequence(
     seq_dir: str | os.PathLike,
     out: str | os.PathLike,
     storage: str = "mcap",
-    poses: str | os.PathLike | None = "auto",
-    calib: str | os.PathLike | None = None,
+    poses_name: str | None = "poses.txt",
     topic: str = CLOUD_TOPIC,
     frame_id: str = "velodyne",
     gt_topic: str = GT_TOPIC,
@@ -288,31 +216,27 @@ def convert_sequence(
 ) -> dict:
     """Write a KITTI sequence folder as a new ROS 2 bag at `out` (PointCloud2 scans + Odometry ground truth).
 
-    `poses`: "auto" uses <seq_dir>/poses.txt when it exists, None writes no ground truth, a path must exist;
-    `calib` defaults to <seq_dir>/calib.txt (needed for its Tr when there are poses). The bag is written in a
-    hidden folder beside `out` and renamed at the end, so an interrupted run never leaves a complete-looking bag.
+    Ground truth comes from <seq_dir>/<poses_name> with the Tr of <seq_dir>/calib.txt when that file exists
+    (None: no ground truth). The bag is written in a hidden folder beside `out` and renamed at the end, so an
+    interrupted run never leaves a complete-looking bag.
     """
-    seq_dir, out = Path(seq_dir), Path(out)
+    out = Path(out)
     if out.exists() or out.is_symlink():
         raise InputError(f"{out}: already exists; choose a new output path")
-    if not seq_dir.is_dir():
-        raise InputError(f"{seq_dir}: not a KITTI sequence folder")
-    if poses is not None and topic == gt_topic:
+    if poses_name is not None and topic == gt_topic:
         raise InputError(f"the point-cloud and ground-truth topics must differ, both are {topic}")
     if max_frames is not None and max_frames < 1:
         raise InputError(f"max_frames must be >= 1, got {max_frames}")
     _storage_plugin(storage)
-    all_scans = _scan_paths(seq_dir)
-    scans = all_scans[:max_frames] if max_frames is not None else all_scans
-    stamps = _stamps_ns(seq_dir / "times.txt", len(scans), epoch_offset_s)
-    poses_path = _resolve_poses(seq_dir, poses)
-    calib_path = Path(calib) if calib is not None else seq_dir / "calib.txt"
-    gt, warnings = None, []
-    if poses_path is not None:
-        rows = _read_rows(poses_path, 12)
-        gt = _velo_poses(rows, poses_path, calib_path, len(scans))
-        if len(rows) > len(all_scans):
-            warnings.append(f"{poses_path}: {len(rows)} poses for {len(all_scans)} scans; used the first lines")
+    seq = KittiSequence.open_folder(seq_dir, poses_name or "poses.txt")
+    frames = len(seq) if max_frames is None else min(max_frames, len(seq))
+    stamps = _stamps_ns(seq, frames, epoch_offset_s)
+    warnings = [f"frame {f} is missing from {seq_dir}/velodyne" for f in seq.missing_frames()]
+    gt = None
+    if poses_name is not None and seq.poses is not None:
+        gt = np.linalg.inv(seq.poses[0]) @ seq.poses[:frames]
+    elif poses_name is not None:
+        warnings.append(f"{Path(seq_dir) / poses_name}: not found; the bag has no ground truth")
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,21 +244,20 @@ def convert_sequence(
     except OSError as err:
         raise InputError(f"{out.parent}: cannot write the bag here ({err.strerror})") from None
     try:
-        points = _write_bag(staging / out.name, storage, scans, stamps, gt, (topic, frame_id, gt_topic), on_frame)
+        points = _write_bag(staging / out.name, storage, seq, stamps, gt, (topic, frame_id, gt_topic), on_frame)
         os.rename(staging / out.name, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {
         "bag": str(out),
         "storage": storage,
-        "frames": len(scans),
+        "frames": frames,
         "points": points,
         "topics": {topic: POINTCLOUD2, **({gt_topic: ODOMETRY} if gt is not None else {})},
         "start_ns": int(stamps[0]),
         "end_ns": int(stamps[-1]),
         "epoch_offset_s": int(epoch_offset_s),
-        "poses": str(poses_path) if gt is not None else None,
-        "calib": str(calib_path) if gt is not None else None,
+        "ground_truth": gt is not None,
         "warnings": warnings,
     }
 
@@ -452,3 +375,16 @@ def ground_truth(bag: BagReader, topic: str = GT_TOPIC) -> tuple[np.ndarray, np.
         except Exception as err:  # noqa: BLE001  (as in iter_clouds: any failure is this one message)
             raise InputError(f"{bag.path}: {topic} message at {bag_ns} ns is not a usable Odometry ({err})") from None
     return np.array(stamps, dtype=np.int64), np.array(poses).reshape(-1, 4, 4)
+
+
+def convert_command(args: Any) -> int:
+    """Entry point of ``dlc bag convert``: prints the summary, warnings on stderr."""
+    import sys
+
+    summary = convert_sequence(args.seq_dir, args.out, storage=args.format, poses_name=args.poses_name,
+                               max_frames=args.max_frames)  # fmt: skip
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    gt = "with ground truth on " + GT_TOPIC if summary["ground_truth"] else "without ground truth"
+    print(f"wrote {summary['bag']} ({summary['storage']}): {summary['frames']} scans on {CLOUD_TOPIC}, {gt}")
+    return 0

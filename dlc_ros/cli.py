@@ -144,6 +144,19 @@ def _add_eval_registration(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("training.registration", "evaluate"))
 
 
+def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+    """The LiDAR pipeline's run-time settings, the same for dlc eval pairs, dlc bag eval and the node."""
+    g = p.add_argument_group("pipeline (network passes -> ICP -> consistency check -> fallback)")
+    g.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
+    g.add_argument("--icp", default="point-to-plane", choices=("point-to-point", "point-to-plane", "gicp"))
+    g.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
+    g.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
+    g.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
+    g.add_argument("--min-fitness", type=float, default=0.5, help="consistency check: accept ICP fitness >= this")
+    g.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                   help="try FPFH+RANSAC when the check fails (counted as fallback_rate)")  # fmt: skip
+
+
 def _add_eval_pairs(sub: argparse._SubParsersAction) -> None:
     p = _parser(
         sub,
@@ -157,17 +170,34 @@ def _add_eval_pairs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poses-name", default=None, help="per-sequence pose file, e.g. poses.txt (default ROOT/poses/SS.txt)")
     p.add_argument("--max-gap", type=_positive_int, default=9)
     p.add_argument("--model", required=True, help="LiDAR model folder, or 'none' for ICP from the identity alone")
-    p.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
-    p.add_argument("--icp", default="point-to-plane", choices=("point-to-point", "point-to-plane", "gicp"))
-    p.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
-    p.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
-    p.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
-    p.add_argument("--min-fitness", type=float, default=0.5, help="consistency check: accept ICP fitness >= this")
-    p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
-                   help="try FPFH+RANSAC when the check fails (counted as fallback_rate)")  # fmt: skip
+    _add_pipeline_flags(p)
     p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
     _add_common(p)
     p.set_defaults(handler=_lazy("training.pairs", "evaluate"))
+
+
+def _add_bag(verbs: argparse._SubParsersAction) -> None:
+    bag = verbs.add_parser("bag", help="convert, evaluate (and play) ROS 2 bags", description="ROS 2 bag tools.")
+    sub = bag.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = _parser(sub, "convert", "Write a KITTI sequence folder as a ROS 2 bag (PointCloud2 + ground-truth Odometry).",
+                "dlc bag convert ../shared/data/kitti_mini/sequences/10 --out bags/seq10 --format mcap")  # fmt: skip
+    p.add_argument("seq_dir", help="KITTI sequence folder: velodyne/*.bin, times.txt, calib.txt[, poses file]")
+    p.add_argument("--out", required=True, help="bag folder to create (must not exist)")
+    p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"), help="rosbag2 storage (default mcap)")
+    p.add_argument("--poses-name", default="poses.txt", help="ground-truth pose file in the folder (default poses.txt)")
+    p.add_argument("--max-frames", type=_positive_int, default=None, help="convert only the first N scans")
+    p.set_defaults(handler=_lazy("dlc_ros.bag_io", "convert_command"))
+    p = _parser(sub, "eval", "Replay a bag through the odometry pipeline offline and score it against its ground truth.",
+                "dlc bag eval bags/sample --model models/lidar_dlc --out runs/sample_eval")  # fmt: skip
+    p.add_argument("bag", help="rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--model", required=True, help="LiDAR model folder, or 'none' for ICP alone")
+    p.add_argument("--topic", default=None, help="PointCloud2 topic (default: the bag's only one)")
+    p.add_argument("--out", required=True, help="folder for poses (KITTI, TUM), plots and metrics.json")
+    p.add_argument("--json", default=None, help="metrics JSON path (default OUT/metrics.json)")
+    p.add_argument("--allow-skips", action="store_true", help="exit 0 even when frames had to be skipped")
+    _add_pipeline_flags(p)
+    _add_common(p)
+    p.set_defaults(handler=_lazy("dlc_ros.bag_eval", "evaluate"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
     _add_eval_registration(eval_tasks)
     _add_eval_pairs(eval_tasks)
+    _add_bag(verbs)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))

@@ -75,7 +75,7 @@ def test_converted_bag_reads_back_exactly(converted, seq10: Path):
     out, summary = converted
     assert (out / "metadata.yaml").is_file()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
-    assert summary["frames"] == FRAMES and summary["poses"] == str(seq10 / "poses.txt")
+    assert summary["frames"] == FRAMES and summary["ground_truth"] is True
     assert summary["topics"] == {"/velodyne_points": POINTCLOUD2, GT_TOPIC: ODOMETRY}
 
     times = np.loadtxt(seq10 / "times.txt")[:FRAMES]
@@ -145,8 +145,8 @@ def test_interrupted_conversion_leaves_no_bag(seq10: Path, tmp_path: Path):
 
 
 def test_no_poses_writes_no_ground_truth(seq10: Path, tmp_path: Path):
-    summary = convert_sequence(seq10, tmp_path / "bag", poses=None, max_frames=1, storage="sqlite3")
-    assert summary["topics"] == {"/velodyne_points": POINTCLOUD2} and summary["poses"] is None
+    summary = convert_sequence(seq10, tmp_path / "bag", poses_name=None, max_frames=1, storage="sqlite3")
+    assert summary["topics"] == {"/velodyne_points": POINTCLOUD2} and summary["ground_truth"] is False
     with open_bag(tmp_path / "bag") as bag:
         assert ground_truth(bag) is None
 
@@ -164,7 +164,7 @@ def fake_sequence(root: Path, seq10: Path, frames: int = 2) -> Path:
 def test_bin_size_not_multiple_of_16_is_refused(seq10: Path, tmp_path: Path):
     seq = fake_sequence(tmp_path / "seq", seq10)
     (seq / "velodyne" / "000001.bin").write_bytes(b"\0" * 20)
-    with pytest.raises(InputError, match=r"000001\.bin: size 20 bytes is not a multiple of 16"):
+    with pytest.raises(InputError, match=r"000001\.bin is 20 bytes, not a multiple of 16"):
         convert_sequence(seq, tmp_path / "bag")
     assert not (tmp_path / "bag").exists()
 
@@ -179,7 +179,7 @@ def test_missing_times_is_refused(seq10: Path, tmp_path: Path):
 def test_pose_file_shorter_than_scans_is_refused(seq10: Path, tmp_path: Path):
     seq = fake_sequence(tmp_path / "seq", seq10)
     (seq / "poses.txt").write_text((seq10 / "poses.txt").read_text().splitlines()[0] + "\n")
-    with pytest.raises(InputError, match=r"poses\.txt: 1 poses for 2 scans"):
+    with pytest.raises(InputError, match=r"poses\.txt has 1 pose lines but there are 2 scans"):
         convert_sequence(seq, tmp_path / "bag")
     assert list(tmp_path.iterdir()) == [seq]
 
