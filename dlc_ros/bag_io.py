@@ -56,7 +56,7 @@ def _typestore() -> Any:
 
 def _stamps_ns(seq: KittiSequence, frames: int, epoch_offset_s: int) -> np.ndarray:
     """Integer nanosecond stamps of the first `frames` scans from times.txt, refused unless strictly increasing."""
-    times_path = seq.root / seq.sequence / "times.txt"
+    times_path = seq.folder / "times.txt"
     if seq.times is None:
         raise InputError(f"{times_path}: file not found (the bag's stamps come from it)")
     stamps = int(epoch_offset_s) * 1_000_000_000 + np.round(seq.times[:frames] * 1e9).astype(np.int64)

@@ -116,6 +116,7 @@ class KittiSequence:
 
     root: Path
     sequence: str
+    folder: Path
     frames: list[int]
     scan_paths: list[Path]
     times: np.ndarray | None
@@ -149,7 +150,7 @@ class KittiSequence:
             poses = camera_to_velodyne(_align_to_frames(read_poses(pose_path), frames, pose_path, "pose"), tr)
         times_path = folder / "times.txt"
         times = _align_to_frames(read_times(times_path), frames, times_path, "time") if times_path.is_file() else None
-        return cls(root, sequence, frames, scan_paths, times, tr, poses)
+        return cls(root, sequence, folder, frames, scan_paths, times, tr, poses)
 
     def __len__(self) -> int:
         """Number of scans present."""

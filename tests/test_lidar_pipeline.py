@@ -1,0 +1,161 @@
+"""The LiDAR pipeline on real KITTI scans: preprocessing, the consistency check, odometry, and the two offline
+evaluators (dlc eval pairs, dlc bag eval) end to end, including bags with a corrupted message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from dlc_core.data.kitti import KittiSequence
+from dlc_core.errors import InputError
+from dlc_core.metrics import rre_deg, rte
+from dlc_core.models.dcp import DCPConfig, IterativeDCP
+from dlc_core.odometry import Odometry
+from dlc_core.pipeline import STATUSES, PipelineConfig, ScanRegistrar
+from dlc_core.scan_preprocess import ScanPreprocess, crop, network_candidates, network_sample
+from dlc_ros.bag_io import convert_sequence
+from dlc_ros.cli import main
+from dlc_core.trajectory_metrics import ate_rmse
+
+FAST = PipelineConfig(fallback=False)
+
+
+@pytest.fixture(scope="module")
+def seq10(shared_data: Path) -> KittiSequence:
+    return KittiSequence.open(shared_data / "kitti_mini", "10", "poses.txt")
+
+
+def errors(transform: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    return float(rte(transform[None, :3, 3], gt[None, :3, 3])[0]), float(rre_deg(transform[None, :3, :3], gt[None, :3, :3])[0])
+
+
+def test_preprocessing_crops_removes_ground_and_normalises() -> None:
+    rng = np.random.default_rng(0)
+    pts = np.column_stack([rng.uniform(-60, 60, 20000), rng.uniform(-60, 60, 20000), rng.uniform(-1.7, 3, 20000)])
+    cfg = ScanPreprocess()
+    r = np.hypot(*crop(pts, 3.0, 40.0)[:, :2].T)
+    assert r.min() >= 3.0 and r.max() <= 40.0
+    cand = network_candidates(pts, cfg)
+    assert cand[:, 2].min() > cfg.ground_z and np.hypot(cand[:, 0], cand[:, 1]).max() <= 40.0 + cfg.voxel_size
+    sample = network_sample(cand, cfg, rng)
+    assert sample.shape == (cfg.num_points, 3) and sample.dtype == np.float32 and np.abs(sample).max() <= 1.05
+    with pytest.raises(InputError, match="only 3 points remain"):
+        network_sample(cand[:3], cfg, rng)
+
+
+def test_icp_alone_registers_a_consecutive_real_pair(seq10: KittiSequence) -> None:
+    reg = ScanRegistrar(ScanPreprocess(), FAST)
+    result = reg.register(reg.prepare(seq10.scan(1)), reg.prepare(seq10.scan(0)))
+    t_err, r_err = errors(result.transform, seq10.relative(0, 1))
+    assert result.status == "prior" and result.fitness > 0.8
+    assert t_err < 0.05 and r_err < 0.2
+
+
+def tiny_registrar() -> ScanRegistrar:
+    torch.manual_seed(0)
+    cfg = DCPConfig(backbone="dcp-pointnet", emb_dims=16, ff_dims=32, n_heads=2)
+    card = {"preprocess": ScanPreprocess(num_points=64).card(), "inference": {"passes": 2}}
+    return ScanRegistrar(ScanPreprocess(num_points=64), FAST, IterativeDCP(cfg).eval(), card)
+
+
+def test_consistency_check_keeps_the_prior_when_the_network_is_wrong(seq10: KittiSequence) -> None:
+    reg = tiny_registrar()  # untrained: its estimate is arbitrary
+    src, tgt = reg.prepare(seq10.scan(1)), reg.prepare(seq10.scan(0))
+    reg.network_estimate = lambda *_: (np.array([[0, -1, 0, 20], [1, 0, 0, -15], [0, 0, 1, 0], [0, 0, 0, 1.0]]), 2)
+    result = reg.register(src, tgt)
+    assert result.status == "prior" and errors(result.transform, seq10.relative(0, 1))[0] < 0.05
+    assert set(result.timings_ms) >= {"network", "icp_network", "icp_prior", "total"}
+
+
+def test_network_estimate_is_used_when_it_is_better(seq10: KittiSequence) -> None:
+    reg = tiny_registrar()
+    gt = seq10.relative(0, 5)
+    src, tgt = reg.prepare(seq10.scan(5)), reg.prepare(seq10.scan(0))
+    reg.network_estimate = lambda *_: (gt, 1)  # an oracle network
+    far = np.eye(4)
+    far[:3, 3] = [6.0, -4.0, 0.0]  # a prior far outside ICP's basin
+    result = reg.register(src, tgt, init=far)
+    assert result.status == "network" and errors(result.transform, gt)[0] < 0.05
+
+
+def test_untrained_network_runs_and_reports_a_status(seq10: KittiSequence) -> None:
+    reg = tiny_registrar()
+    result = reg.register(reg.prepare(seq10.scan(1)), reg.prepare(seq10.scan(0)))
+    assert result.status in STATUSES and np.isfinite(result.transform).all() and 1 <= result.passes <= 2
+
+
+@pytest.mark.parametrize("bad, message", [(np.full((10, 3), np.nan), "NaN"), (np.zeros((2, 3)), "at least 3"),
+                                          (np.ones((50, 3)) * 5, "identical"), (np.random.rand(100, 3) * 500 + 1000, "after cropping")])  # fmt: skip
+def test_unusable_scans_are_refused(bad: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        ScanRegistrar(ScanPreprocess(), FAST).prepare(bad)
+
+
+def test_odometry_follows_the_ground_truth(seq10: KittiSequence) -> None:
+    odometry = Odometry(ScanRegistrar(ScanPreprocess(), FAST))
+    for k in range(4):
+        odometry.step(seq10.scan(k), float(k))
+    gt = np.stack([seq10.relative(0, k) for k in range(4)])
+    assert ate_rmse(np.array(odometry.poses), gt) < 0.03
+    odometry.reset()
+    assert odometry.step(seq10.scan(2), 0.0).pair is None and np.array_equal(odometry.poses[0], np.eye(4))
+
+
+def test_eval_pairs_cli(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pairs.json"
+    rc = main(["eval", "pairs", "--kitti", str(shared_data / "kitti_mini"), "--sequences", "10", "--poses-name", "poses.txt",
+               "--max-gap", "2", "--model", "none", "--no-fallback", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["pairs"] == 7 + 6 and set(r["per_gap"]) == {"1", "2"} and r["per_gap"]["1"]["pairs"] == 7
+    assert r["per_gap"]["1"]["success_rate"] == 1.0 and r["fallback_rate"] == 0.0
+    assert {"success_rate", "rte_m_mean", "rre_deg_mean", "rte_m_median", "rre_deg_median", "time_ms", "peak_rss_mb"} <= set(r)
+
+
+@pytest.fixture(scope="module")
+def bag(seq10: KittiSequence, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bags") / "seq10"
+    convert_sequence(seq10.folder, out, max_frames=4)
+    return out
+
+
+def test_bag_eval_cli(bag: Path, tmp_path: Path) -> None:
+    rc = main(["bag", "eval", str(bag), "--model", "none", "--no-fallback", "--out", str(tmp_path / "e")])
+    assert rc == 0
+    r = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert r["frames"] == 4 and r["skipped"] == 0 and r["rte_m_mean"] < 0.05 and r["ate_m"] < 0.05
+    assert r["t_err_pct"] is None and "100 m" in r["reason"]
+    assert {"poses_kitti.txt", "poses_tum.txt", "trajectory.png", "errors.png"} <= set(r["outputs"])
+    assert np.loadtxt(tmp_path / "e" / "poses_kitti.txt").shape == (4, 12)
+
+
+def test_bag_eval_skips_a_corrupted_message(bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "broken"
+    with Reader(bag) as reader, Writer(broken, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {c.topic: writer.add_connection(c.topic, c.msgtype, typestore=None, msgdef=c.msgdef.data,
+                                                rihs01=c.digest) for c in reader.connections}  # fmt: skip
+        for i, (conn, stamp, raw) in enumerate(reader.messages()):
+            cut = conn.topic == "/velodyne_points" and i == 2
+            writer.write(conns[conn.topic], stamp, raw[:40] if cut else raw)
+    args = ["bag", "eval", str(broken), "--model", "none", "--no-fallback", "--out", str(tmp_path / "e")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "--allow-skips" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["skipped"] == 1
+    assert main([*args, "--allow-skips"]) == 0
+
+
+def test_bag_eval_refuses_a_bag_without_clouds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Writer(tmp_path / "b", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/status", "std_msgs/msg/String", typestore=store)
+        writer.write(conn, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"))
+    assert main(["bag", "eval", str(tmp_path / "b"), "--model", "none", "--out", str(tmp_path / "e")]) == 2
+    assert "no sensor_msgs/msg/PointCloud2 topic" in capsys.readouterr().err
