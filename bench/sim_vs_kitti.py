@@ -52,6 +52,16 @@ def statistics(points: np.ndarray) -> dict[str, object]:
     }
 
 
+def mean_statistics(rows: list[dict]) -> dict[str, object]:
+    """The mean of several `statistics` results (point counts, range fractions, ground share, reflectance)."""
+    return {
+        "points": round(float(np.mean([r["points"] for r in rows]))),
+        "range_fraction": {k: round(float(np.mean([r["range_fraction"][k] for r in rows])), 4) for k in RANGE_LABELS},
+        "ground_fraction_z_below_-1.4m": round(float(np.mean([r["ground_fraction_z_below_-1.4m"] for r in rows])), 4),
+        "reflectance_mean": round(float(np.mean([r["reflectance_mean"] for r in rows])), 4),
+    }
+
+
 def poses_of(sequence: str, frames: int, calib: Path) -> np.ndarray:
     """Velodyne poses of the first `frames` lines of an official KITTI ground-truth trajectory."""
     lines = (shared_data() / "kitti_mini" / "poses_full_kitti_gt" / f"{sequence}.txt").read_text().splitlines()
@@ -68,7 +78,8 @@ def time_drive(poses: np.ndarray, seed: int) -> dict[str, object]:
     later = np.asarray(seconds[1:])
     travelled = float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum())
     return {"frames": len(poses), "metres": round(travelled, 1), "first_frame_s": round(seconds[0], 3),
-            "later_frame_s_mean": round(float(later.mean()), 3), "later_frame_s_median": round(float(np.median(later)), 3),
+            "later_frame_s_mean": round(float(later.mean()), 3),
+            "later_frame_s_median": round(float(np.median(later)), 3),
             "later_frame_s_max": round(float(later.max()), 3), "points_mean": round(float(np.mean(counts)))}
 
 
@@ -109,19 +120,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     parser.add_argument("--timing-frames", type=int, default=100, help="frames of sequence 02 to time (default 100)")
+    parser.add_argument("--stat-seeds", type=int, default=5, help="worlds whose frame-0 statistics are summarised")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sim_vs_kitti", help="path stem")
     args = parser.parse_args()
 
-    sequence = shared_data() / "kitti_mini" / "sequences" / "10"
-    real = np.fromfile(sequence / "velodyne" / "000000.bin", np.float32).reshape(-1, 4)
-    sim = next(drive(poses_of("10", SIM_PATH_FRAMES, sequence / "calib.txt"), [0], args.seed, Sensor()))
-    timing = time_drive(poses_of("02", args.timing_frames, shared_data() / "kitti_mini/sequences/02/calib.txt"), args.seed)
+    kitti = shared_data() / "kitti_mini"
+    real = np.fromfile(kitti / "sequences/10/velodyne/000000.bin", np.float32).reshape(-1, 4)
+    poses = poses_of("10", SIM_PATH_FRAMES, kitti / "sequences/10/calib.txt")
+    sim = next(drive(poses, [0], args.seed, Sensor()))
+    others = [statistics(next(drive(poses, [0], seed, Sensor()))) for seed in range(args.stat_seeds)]
+    first_scans = sorted((kitti / "sequences").glob("*/velodyne/000000.bin"))
+    reals = [statistics(np.fromfile(p, np.float32).reshape(-1, 4)) for p in first_scans]
+    timing = time_drive(poses_of("02", args.timing_frames, kitti / "sequences/02/calib.txt"), args.seed)
     draw(real, sim, args.out.with_suffix(".png"))
     result = {
         "real": {"scan": "kitti_mini/sequences/10/velodyne/000000.bin", **statistics(real)},
-        "simulated": {"trajectory": f"kitti_mini/poses_full_kitti_gt/10.txt (road along frames 0-{SIM_PATH_FRAMES - 1}), "
-                      "frame 0", "seed": args.seed,
-                      **statistics(sim)},
+        "simulated": {"trajectory": f"kitti_mini/poses_full_kitti_gt/10.txt, frame 0 (road along frames "
+                                    f"0-{SIM_PATH_FRAMES - 1})", "seed": args.seed, **statistics(sim)},
+        "simulated_seeds_mean": {"seeds": list(range(args.stat_seeds)), **mean_statistics(others)},
+        "real_frame0_mean": {"sequences": [p.parents[1].name for p in first_scans], **mean_statistics(reals)},
         "timing_sequence_02": timing,
         "sensor": Sensor().as_dict(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -200,6 +200,22 @@ def _add_bag(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("dlc_ros.bag_eval", "evaluate"))
 
 
+def _add_sim(verbs: argparse._SubParsersAction) -> None:
+    p = _parser(verbs, "sim", "Simulate HDL-64E-like LiDAR scans along a KITTI trajectory in a procedural street scene "
+                "and write a KITTI-layout sequence with exact poses.",
+                "dlc sim --out runs/sim/00 --trajectory ../shared/data/kitti_mini/poses_full_kitti_gt/00.txt --frames 200 --seed 0")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR", help="output sequence folder (velodyne/, poses.txt, times.txt, "
+                   "calib.txt, sim.json); new, empty or an earlier dlc sim output")  # fmt: skip
+    p.add_argument("--trajectory", required=True, metavar="POSES.txt",
+                   help="KITTI camera-0 poses, 12 numbers per line; frame i is line i*stride")  # fmt: skip
+    p.add_argument("--calib", default=None, metavar="CALIB.txt",
+                   help="KITTI calib.txt whose Tr maps Velodyne to camera 0 (default: the KITTI 04-10 calibration)")  # fmt: skip
+    p.add_argument("--frames", type=_positive_int, required=True, help="number of scans to write")
+    p.add_argument("--seed", type=int, default=0, help="scene and noise seed, >= 0 (default 0)")
+    p.add_argument("--stride", type=_positive_int, default=1, help="use every K-th pose line (default 1)")
+    p.set_defaults(handler=_lazy("dlc_core.sim.writer", "run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``dlc`` argument parser."""
     parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
@@ -211,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_registration(eval_tasks)
     _add_eval_pairs(eval_tasks)
     _add_bag(verbs)
+    _add_sim(verbs)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))

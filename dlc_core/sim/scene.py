@@ -4,9 +4,12 @@ The road follows the trajectory, so the vehicle always drives on it: the driven 
 extends a smoothly varying width to either side of it, and its height is the trajectory's own (the footprint
 1.73 m below each sensor pose), so slopes come from the trajectory. Beyond the curbs lie sidewalks, then the
 frontage: building rows (varying heights, setbacks and gaps; half of them with pilasters and floor bands that make
-the windows depth steps), walls, slatted fences or park land, and gently undulating terrain. Street furniture:
-parked cars (a body box with a cabin), lamp posts and signs, street trees (a trunk and a crown of scattered small
-triangles that gives scattered, partial returns like foliage), bushes, bins, bollards and pedestrians.
+the windows depth steps), park land, hedges, slatted fences or walls; behind it a backdrop of trees, bushes and the
+odd building, on terrain that rises or falls away from the road and undulates. Street furniture: parked cars (a
+body box with a cabin), lamp posts and signs, street trees (a trunk and a crown of scattered small triangles that
+gives scattered, partial returns like foliage), bushes, bins, bollards and pedestrians. The mix was tuned against
+the KITTI scans in ../shared/data (bench/sim_vs_kitti.py): similar point counts, range distribution and ground
+share.
 
 Geometry is made lazily in tiles: objects in 40 m stretches of the path, the ground in 40 m x 40 m squares of the
 world. Each tile is a pure function of the path, the seed and the tile's index, so a scan never depends on what
@@ -36,7 +39,7 @@ CURB_HEIGHT = 0.15
 TILE_LENGTH = 40.0  # metres of path per object tile
 CHUNK = 40.0  # side of a ground tile (m)
 GROUND_STEP = 0.5  # ground mesh spacing (m)
-OBJECT_REACH = 50.0  # how far from its stretch of path a tile's objects can lie (m)
+OBJECT_REACH = 80.0  # how far from its stretch of path a tile's objects can reach (m; the backdrop reaches ~75)
 PATH_EXTENSION = 120.0  # straight road added before the first and after the last pose (m)
 
 
@@ -113,7 +116,8 @@ class Scene:
 def box(bottom_centre: Sequence[float], size: Sequence[float], yaw: float, albedo: float) -> Mesh:
     """An upright box: size = (length along `yaw`, width, height), standing on `bottom_centre`."""
     length, width, height = size
-    corners = np.array([[x, y, z] for z in (0.0, height) for y in (-width / 2, width / 2) for x in (-length / 2, length / 2)])
+    corners = np.array([[x, y, z] for z in (0.0, height) for y in (-width / 2, width / 2)
+                        for x in (-length / 2, length / 2)])
     faces = [(0, 2, 1), (1, 2, 3), (4, 5, 6), (5, 7, 6), (0, 1, 4), (1, 5, 4),
              (2, 6, 3), (3, 6, 7), (0, 4, 2), (2, 4, 6), (1, 3, 5), (3, 7, 5)]  # fmt: skip
     return Mesh(_yawed(corners, yaw) + np.asarray(bottom_centre), np.array(faces), np.full(12, albedo))
@@ -230,7 +234,8 @@ class RoadPath:
         return xy, self.tangent[k], float(self.z[k] + u * (self.z[k + 1] - self.z[k])), k
 
     def query(self, xy: np.ndarray, neighbours: int = 32) -> RoadQuery:
-        """Relate points (N, 2) to the road; the most road-like of the nearby segments wins (crossings, loops)."""
+        """Relate points (N, 2) to the road: the road is the union of the nearby segments' corridors (crossings,
+        loops); height, sidewalk and slope come from the nearest segment."""
         k = min(neighbours, len(self.xy) - 1)
         _, seg = self._tree.query(xy, k=k)
         seg = seg.reshape(len(xy), k)
@@ -242,15 +247,14 @@ class RoadPath:
         distance = np.linalg.norm(offset, axis=-1)
         on_left = d[..., 0] * rel[..., 1] - d[..., 1] * rel[..., 0] > 0
         beyond = distance - np.where(on_left, self.left[seg], self.right[seg])
-        best = np.argmin(beyond, axis=1)
-        rows = np.arange(len(xy))
-        start, fraction = seg[rows, best], u[rows, best]
+        rows, nearest = np.arange(len(xy)), np.argmin(distance, axis=1)
+        start, fraction = seg[rows, nearest], u[rows, nearest]
         return RoadQuery(
-            beyond=beyond[rows, best],
+            beyond=beyond.min(axis=1),
             road_z=self.z[start] + fraction * (self.z[start + 1] - self.z[start]),
             sidewalk=self.sidewalk[start],
-            cross_slope=self.slope[on_left[rows, best].astype(int), start],
-            centre=distance.min(axis=1),
+            cross_slope=self.slope[on_left[rows, nearest].astype(int), start],
+            centre=distance[rows, nearest],
         )
 
     def distance(self, xy: np.ndarray) -> np.ndarray:
@@ -317,7 +321,8 @@ class UrbanWorld:
     def _ground(self, xy: np.ndarray) -> tuple[np.ndarray, RoadQuery]:
         """Ground height and the road query at points (N, 2)."""
         q = self.path.query(xy)
-        undulation = np.sin(np.einsum("nj,kj->nk", xy, self._wave_vectors) + self._wave_phase) @ self._wave_amplitude
+        waves = np.sin(np.einsum("nj,kj->nk", xy, self._wave_vectors) + self._wave_phase)
+        undulation = np.einsum("nk,k->n", waves, self._wave_amplitude)
         behind = q.beyond - q.sidewalk - 1.0
         terrain = np.clip(behind / 12.0, 0.0, 1.0) * undulation + q.cross_slope * np.clip(behind, 0.0, 25.0)
         terrain += np.clip(behind, 0.0, 1.0) * self._grass(xy)
@@ -492,7 +497,7 @@ def _barrier(world: UrbanWorld, rng: np.random.Generator, s0: float, s1: float, 
 def _park(world: UrbanWorld, rng: np.random.Generator, s0: float, s1: float, side: int) -> list[Mesh]:
     """Open land behind the sidewalk with scattered trees and bushes up to 25 m deep."""
     meshes = []
-    for _ in range(rng.poisson(0.35 * (s1 - s0))):
+    for _ in range(rng.poisson(0.6 * (s1 - s0))):
         s = rng.uniform(s0, s1)
         edge, sidewalk = _edge(world, s, side)
         foot, _ = world.place(s, side * (edge + sidewalk + rng.uniform(1.5, 25.0)))
@@ -518,7 +523,7 @@ def _hedge(world: UrbanWorld, rng: np.random.Generator, s0: float, s1: float, si
 def _backdrop(world: UrbanWorld, rng: np.random.Generator, s0: float, s1: float, side: int) -> list[Mesh]:
     """What stands 12-45 m behind the road edge: trees, bushes and now and then a building (the second row)."""
     meshes = []
-    for _ in range(rng.poisson(0.3 * (s1 - s0))):
+    for _ in range(rng.poisson(0.5 * (s1 - s0))):
         s = rng.uniform(s0, s1)
         edge, sidewalk = _edge(world, s, side)
         foot, yaw = world.place(s, side * (edge + sidewalk + rng.uniform(12.0, 45.0)))

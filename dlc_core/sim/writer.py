@@ -7,7 +7,8 @@ The output folder is what the KITTI readers of the project take with ``poses_nam
 T_velo_i = inv(Tr) @ P_i @ Tr, in a static world.
 
 Every file is written atomically (temporary file + rename), scans first and sim.json last, so an interrupted run
-leaves no truncated scan and a folder without sim.json is recognisably unfinished.
+leaves no truncated scan and a folder without sim.json is recognisably unfinished. A rerun may overwrite an earlier
+(finished or not) output folder, whose extra scans it removes; any other non-empty folder is refused.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from dlc_core.atomic import atomic_path, write_json
 from dlc_core.errors import InputError
+from dlc_core.progress import progress
 from dlc_core.sim.lidar import Sensor, scan
 from dlc_core.sim.scene import RoadPath, UrbanWorld
 
-T = TypeVar("T")
 
 # The calibration of KITTI odometry sequences 04-10, copied from ../shared/data/kitti_mini/sequences/10/calib.txt:
 # P0-P3 (rectified camera projections) and Tr (Velodyne -> rectified camera 0). Used when no --calib is given.
@@ -40,7 +41,7 @@ Tr: -1.857739385241e-03 -9.999659513510e-01 -8.039975204516e-03 -4.784029760483e
 """  # noqa: E501
 PLACEHOLDER_P = " ".join(f"{v:.12e}" for v in (1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0))
 SCAN_PERIOD_S = 0.1
-PROGRESS_EVERY_S = 30.0
+OUTPUT_NAMES = {"velodyne", "poses.txt", "times.txt", "calib.txt", "sim.json"}
 
 
 @dataclass
@@ -133,10 +134,11 @@ def simulate_sequence(out: Path, trajectory: Path, calib: Path | None, frames: i
     calibration = load_calib(calib)
     lines = load_trajectory(trajectory, frames, stride)
     poses = velodyne_poses(lines, calibration.tr, str(trajectory))
+    (out / "sim.json").unlink(missing_ok=True)  # the folder is unfinished until the new sim.json is written
     used = list(range(0, len(lines), stride))
     started, counts = time.perf_counter(), []
     scans = drive(poses, used, seed, sensor)
-    for i, points in enumerate(_progress(scans, len(used), "dlc sim")):
+    for i, points in enumerate(progress(scans, len(used), "dlc sim")):
         with atomic_path(out / "velodyne" / f"{i:06d}.bin") as tmp:
             points.astype("<f4").tofile(tmp)
         counts.append(len(points))
@@ -166,7 +168,8 @@ def simulate_sequence(out: Path, trajectory: Path, calib: Path | None, frames: i
 def run(args: argparse.Namespace) -> int:
     """The `dlc sim` verb: simulate, write, and print one summary line."""
     command = getattr(args, "command", None) or " ".join(["dlc", *sys.argv[1:]])
-    summary = simulate_sequence(Path(args.out), Path(args.trajectory), args.calib and Path(args.calib), args.frames,
+    calib = Path(args.calib) if args.calib else None
+    summary = simulate_sequence(Path(args.out), Path(args.trajectory), calib, args.frames,
                                 args.seed, args.stride, Sensor(), command)
     points, seconds = summary["points"], summary["time_s"]
     print(f"wrote {summary['frames']} scans to {args.out} ({points['per_frame_mean']:.0f} points per scan, "
@@ -175,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_out(out: Path) -> None:
-    """Refuse to write into a non-empty folder that is not an earlier `dlc sim` output."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "sim.json").exists())):
+    """Refuse to write into a folder holding anything but an earlier (possibly unfinished) `dlc sim` output."""
+    if out.exists() and (not out.is_dir() or any(p.name not in OUTPUT_NAMES for p in out.iterdir())):
         raise InputError(f"{out}: exists and is not an earlier dlc sim output; choose a new or empty folder")
 
 
@@ -193,18 +196,3 @@ def _write_text(path: Path, lines: Iterable[str]) -> None:
         tmp.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _progress(items: Iterable[T], total: int, desc: str) -> Iterable[T]:
-    """A tqdm bar on a terminal; otherwise one plain line on stderr every PROGRESS_EVERY_S seconds and at the end."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        yield from tqdm(items, total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
-        return
-    started = last = time.monotonic()
-    done = 0
-    for item in items:
-        yield item
-        done += 1
-        if time.monotonic() - last >= PROGRESS_EVERY_S or done == total:
-            last = time.monotonic()
-            print(f"{desc}: {done}/{total} scans ({last - started:.0f} s)", file=sys.stderr, flush=True)
