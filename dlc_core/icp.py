@@ -118,19 +118,72 @@ class ICPResult:
     iterations: int | None
 
 
-def refine(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> ICPResult:
-    """Refine the source->target guess ``init`` by ICP; source and target are (N, 3) point arrays."""
-    source = check_cloud(source, "source")
-    target = check_cloud(target, "target")
+class Cloud:
+    """A cloud prepared once for repeated ICP runs: what the methods need (the open3d cloud and its normals, a KD-tree
+    for the fitness, small_gicp's covariances) is computed on first use and kept. In odometry a scan is the target
+    of the pair's ICP runs and then the source of the next pair, so this halves the per-frame work."""
+
+    def __init__(self, points: np.ndarray, name: str = "cloud") -> None:
+        self.points = check_cloud(points, name)
+        self._open3d = None
+        self._normals = False
+        self._tree: cKDTree | None = None
+        self._gicp = None
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def kdtree(self) -> cKDTree:
+        """scipy KD-tree of the points (for fitness and inlier RMSE)."""
+        if self._tree is None:
+            self._tree = cKDTree(self.points)
+        return self._tree
+
+    def open3d(self, normals: bool):
+        """The open3d PointCloud, with normals estimated (once) when asked."""
+        o3d = _import("open3d", "open3d")
+        if self._open3d is None:
+            self._open3d = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points))
+        if normals and not self._normals:
+            radius = _NORMAL_RADIUS_FACTOR * _median_spacing(self.points)
+            self._open3d.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
+            self._normals = True
+        return self._open3d
+
+    def gicp(self, threads: int):
+        """small_gicp's (PointCloud, KdTree) with per-point covariances."""
+        if self._gicp is None:
+            small_gicp = _import("small_gicp", "small_gicp")
+            cloud = small_gicp.PointCloud(self.points)
+            tree = small_gicp.KdTree(cloud, num_threads=threads)
+            small_gicp.estimate_covariances(cloud, tree, num_neighbors=_NEIGHBOURS, num_threads=threads)
+            self._gicp = (cloud, tree)
+        return self._gicp
+
+
+def refine(source: np.ndarray | Cloud, target: np.ndarray | Cloud, init: np.ndarray, config: ICPConfig) -> ICPResult:
+    """Refine the source->target guess ``init`` by ICP; source and target are (N, 3) arrays or prepared Clouds.
+
+    Arrays are downsampled with ``config.voxel_size`` for the ICP itself and scored at full resolution; a Cloud is
+    used as it is (prepare it at the resolution you want).
+    """
     init = _check_rigid(init, "init")
-    src = _downsample(source, config.voxel_size, "source")
-    tgt = _downsample(target, config.voxel_size, "target")
+    full_src, src = _clouds(source, config.voxel_size, "source")
+    full_tgt, tgt = _clouds(target, config.voxel_size, "target")
     if config.method == "gicp":
         transform, iterations = _align_gicp(src, tgt, init, config)
     else:
         transform, iterations = _align_open3d(src, tgt, init, config), None
-    fitness, rmse = evaluate_alignment(source, target, transform, config.gates()[-1])
+    fitness, rmse = _alignment(full_src.points, full_tgt.kdtree(), transform, config.gates()[-1])
     return ICPResult(transform=transform, fitness=fitness, inlier_rmse=rmse, iterations=iterations)
+
+
+def _clouds(cloud: np.ndarray | Cloud, voxel_size: float, name: str) -> tuple[Cloud, Cloud]:
+    """(full-resolution cloud for scoring, cloud to align) of an array or a prepared Cloud."""
+    if isinstance(cloud, Cloud):
+        return cloud, cloud
+    full = Cloud(cloud, name)
+    return full, (full if voxel_size == 0 else Cloud(_downsample(full.points, voxel_size, name), name))
 
 
 def evaluate_alignment(
@@ -145,8 +198,12 @@ def evaluate_alignment(
     target = check_cloud(target, "target")
     transform = _check_rigid(transform, "transform")
     _check_number("max_correspondence_distance", max_correspondence_distance, Real, minimum=0.0)
+    return _alignment(source, cKDTree(target), transform, max_correspondence_distance)
+
+
+def _alignment(source: np.ndarray, target_tree: cKDTree, transform: np.ndarray, gate: float) -> tuple[float, float]:
     moved = source @ transform[:3, :3].T + transform[:3, 3]
-    distances, _ = cKDTree(target).query(moved, distance_upper_bound=max_correspondence_distance)
+    distances, _ = target_tree.query(moved, distance_upper_bound=gate)
     inliers = distances[np.isfinite(distances)]
     if inliers.size == 0:
         return 0.0, 0.0
@@ -210,18 +267,12 @@ def _import(module: str, package: str) -> ModuleType:
         raise InputError(f"this ICP method needs the '{package}' package: pip install {package}") from exc
 
 
-def _align_open3d(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> np.ndarray:
+def _align_open3d(source: Cloud, target: Cloud, init: np.ndarray, config: ICPConfig) -> np.ndarray:
     """Point-to-point or point-to-plane ICP with open3d; returns the 4x4 source->target transform."""
-    o3d = _import("open3d", "open3d")
-    reg = o3d.pipelines.registration
-    src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(source))
-    tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(target))
-    if config.method == "point-to-plane":
-        radius = _NORMAL_RADIUS_FACTOR * _median_spacing(target)
-        tgt.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
-        estimation = reg.TransformationEstimationPointToPlane()
-    else:
-        estimation = reg.TransformationEstimationPointToPoint()
+    reg = _import("open3d", "open3d").pipelines.registration
+    plane = config.method == "point-to-plane"
+    src, tgt = source.open3d(normals=False), target.open3d(normals=plane)
+    estimation = reg.TransformationEstimationPointToPlane() if plane else reg.TransformationEstimationPointToPoint()
     criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
     transform = init
     for gate in config.gates():
@@ -229,24 +280,20 @@ def _align_open3d(source: np.ndarray, target: np.ndarray, init: np.ndarray, conf
     return np.array(transform, dtype=np.float64)
 
 
-def _align_gicp(source: np.ndarray, target: np.ndarray, init: np.ndarray, config: ICPConfig) -> tuple[np.ndarray, int]:
+def _align_gicp(source: Cloud, target: Cloud, init: np.ndarray, config: ICPConfig) -> tuple[np.ndarray, int]:
     """Generalized ICP with small_gicp; returns the 4x4 source->target transform and the total iteration count."""
     small_gicp = _import("small_gicp", "small_gicp")
-    threads = config.num_threads
-    clouds = [small_gicp.PointCloud(points) for points in (target, source)]
-    trees = [small_gicp.KdTree(cloud, num_threads=threads) for cloud in clouds]
-    for cloud, tree in zip(clouds, trees):
-        small_gicp.estimate_covariances(cloud, tree, num_neighbors=_NEIGHBOURS, num_threads=threads)
+    (tgt, tgt_tree), (src, _) = target.gicp(config.num_threads), source.gicp(config.num_threads)
     transform, iterations = init, 0
     for gate in config.gates():
         result = small_gicp.align(
-            clouds[0],
-            clouds[1],
-            trees[0],
+            tgt,
+            src,
+            tgt_tree,
             init_T_target_source=transform,
             registration_type="GICP",
             max_correspondence_distance=gate,
-            num_threads=threads,
+            num_threads=config.num_threads,
             max_iterations=config.iterations,
             rotation_epsilon=_GICP_ROTATION_EPS,
             translation_epsilon=_GICP_TRANSLATION_EPS_FACTOR * gate,

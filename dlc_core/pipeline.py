@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError
 from .geometry import from_matrix, to_matrix
-from .icp import ICPConfig, ICPResult, refine
+from .icp import Cloud, ICPConfig, ICPResult, refine
 from .models import load_registration_model
 from .models.dcp import IterativeDCP
 from .pointcloud import check_cloud
@@ -47,7 +47,7 @@ class PipelineConfig:
 class PreparedScan:
     """A scan prepared once and reused as source and as target: the ICP cloud and the network's candidates."""
 
-    icp: np.ndarray
+    icp: Cloud
     net: np.ndarray
     raw_points: int
 
@@ -100,7 +100,7 @@ class ScanRegistrar:
         if len(cloud) < 3:
             raise InputError(f"{name} has {len(cloud)} points after cropping to {self.preprocess.min_range}-"
                              f"{self.preprocess.icp_max_range} m")  # fmt: skip
-        return PreparedScan(icp=cloud, net=network_candidates(xyz, self.preprocess), raw_points=len(xyz))
+        return PreparedScan(icp=Cloud(cloud, name), net=network_candidates(xyz, self.preprocess), raw_points=len(xyz))
 
     @torch.no_grad()
     def network_estimate(self, source: PreparedScan, target: PreparedScan, init: np.ndarray) -> tuple[np.ndarray, int]:
@@ -135,7 +135,7 @@ class ScanRegistrar:
             from .global_registration import global_registration
 
             clock = time.perf_counter()
-            guess = global_registration(source.icp, target.icp)
+            guess = global_registration(source.icp.points, target.icp.points)
             fallback = refine(source.icp, target.icp, guess, self.config.icp)
             timings["fallback"] = 1000 * (time.perf_counter() - clock)
             if fallback.fitness > best.fitness:
