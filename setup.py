@@ -33,5 +33,10 @@ setup(
         "test": ["pytest"],
     },
     zip_safe=True,
-    entry_points={"console_scripts": ["dlc = dlc_ros.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "dlc = dlc_ros.cli:main",
+            "registration_node = dlc_ros.registration_node:main",
+        ]
+    },
 )

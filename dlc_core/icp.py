@@ -201,6 +201,11 @@ def evaluate_alignment(
     return _alignment(source, cKDTree(target), transform, max_correspondence_distance)
 
 
+def score(source: Cloud, target: Cloud, transform: np.ndarray, gate: float) -> tuple[float, float]:
+    """(fitness, inlier_rmse) of a transform between prepared clouds, without refining it (uses the cached KD-tree)."""
+    return _alignment(source.points, target.kdtree(), transform, gate)
+
+
 def _alignment(source: np.ndarray, target_tree: cKDTree, transform: np.ndarray, gate: float) -> tuple[float, float]:
     moved = source @ transform[:3, :3].T + transform[:3, 3]
     distances, _ = target_tree.query(moved, distance_upper_bound=gate)

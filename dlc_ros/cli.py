@@ -198,6 +198,15 @@ def _add_bag(verbs: argparse._SubParsersAction) -> None:
     _add_pipeline_flags(p)
     _add_common(p)
     p.set_defaults(handler=_lazy("dlc_ros.bag_eval", "evaluate"))
+    p = _parser(sub, "play", "Publish a bag into the live ROS graph (a stand-in for ros2 bag play), after subscribers appear.",
+                "dlc bag play bags/sample --rate 1.0 --loop")  # fmt: skip
+    p.add_argument("bag", help="rosbag2 folder")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument("--loop", action="store_true", help="play again from the start, stamps kept increasing")
+    p.add_argument("--topics", type=_csv(str), default=None, help="only these topics (default all)")
+    p.add_argument("--clock", action="store_true", help="publish /clock (rosgraph_msgs/Clock) from the bag time")
+    p.add_argument("--wait-subscribers", type=float, default=10.0, help="seconds to wait for subscribers (0: none)")
+    p.set_defaults(handler=_lazy("dlc_ros.bag_play", "run"))
 
 
 def _add_sim(verbs: argparse._SubParsersAction) -> None:
@@ -216,6 +225,21 @@ def _add_sim(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("dlc_core.sim.writer", "run"))
 
 
+def _add_ros_verbs(verbs: argparse._SubParsersAction) -> None:
+    """Verbs that start rclpy: dlc node ..., dlc bringup (dlc bag play is added with the other bag actions)."""
+    node = verbs.add_parser("node", help="run a ROS 2 node", description="Run a dlc_ros ROS 2 node in this process.")
+    kinds = node.add_subparsers(dest="node", required=True, metavar="NODE")
+    p = _parser(kinds, "registration", "LiDAR odometry node: PointCloud2 in, Odometry/Path/diagnostics/TF out.",
+                "dlc node registration --ros-args -p model_path:=models/lidar_dlc -r points:=/velodyne_points")  # fmt: skip
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters, remappings)")
+    p.set_defaults(handler=_lazy("dlc_ros.registration_node", "cli_main"))
+    p = _parser(verbs, "bringup", "Start the nodes named in a ROS 2 parameter file in one process.",
+                "dlc bringup config/registration.yaml")  # fmt: skip
+    p.add_argument("params", help="YAML parameter file: node_name: {ros__parameters: {...}}")
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="extra --ros-args ... for every node")
+    p.set_defaults(handler=_lazy("dlc_ros.bringup", "run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``dlc`` argument parser."""
     parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
@@ -228,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_pairs(eval_tasks)
     _add_bag(verbs)
     _add_sim(verbs)
+    _add_ros_verbs(verbs)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))
