@@ -23,8 +23,7 @@ import torch
 from .errors import InputError
 from .geometry import from_matrix, to_matrix
 from .icp import Cloud, ICPConfig, ICPResult, refine, score
-from .models import load_registration_model
-from .models.dcp import IterativeDCP
+from .models import RegistrationModel, load_registration_model
 from .pointcloud import check_cloud
 from .scan_preprocess import ScanPreprocess, icp_cloud, network_candidates, network_sample
 
@@ -74,7 +73,7 @@ class ScanRegistrar:
         self,
         preprocess: ScanPreprocess,
         config: PipelineConfig,
-        model: IterativeDCP | None = None,
+        model: RegistrationModel | None = None,
         card: dict | None = None,
         device: torch.device | None = None,
     ) -> None:

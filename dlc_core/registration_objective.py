@@ -21,7 +21,8 @@ from torch import Tensor
 
 from .dlc_loss import AdditiveGaussianChart, Landscape
 from .geometry import euler_zyx_to_matrix, transform_points
-from .models.dcp import IterativeDCP, PassResult
+from .models import RegistrationModel
+from .models.dcp import PassResult
 
 LANDSCAPES = ("label", "procrustes", "rerun")
 PASS_DISCOUNT = 0.9
@@ -59,7 +60,7 @@ def unrolled_loss(passes: list[PassResult], r_gt: Tensor, t_gt: Tensor) -> Tenso
 
 
 def make_landscape(
-    kind: str, model: IterativeDCP, src: Tensor, tgt: Tensor, passes: list[PassResult], r_gt: Tensor, t_gt: Tensor
+    kind: str, model: RegistrationModel, src: Tensor, tgt: Tensor, passes: list[PassResult], r_gt: Tensor, t_gt: Tensor
 ) -> Landscape:
     """L_θ(· ; x) for a batch as a callable on stacked chart points (S, B, 6) -> (S, B)."""
     if kind == "label":
@@ -73,7 +74,7 @@ def make_landscape(
     raise ValueError(f"landscape must be one of {', '.join(LANDSCAPES)}, got {kind!r}")
 
 
-def _rerun_landscape(model: IterativeDCP, src: Tensor, tgt: Tensor, r_gt: Tensor, t_gt: Tensor) -> Callable[[Tensor], Tensor]:
+def _rerun_landscape(model: RegistrationModel, src: Tensor, tgt: Tensor, r_gt: Tensor, t_gt: Tensor) -> Callable[[Tensor], Tensor]:
     def landscape(p: Tensor) -> Tensor:
         s, b = p.shape[:2]
         r_p, t_p = chart_transform(p.reshape(s * b, 6))

@@ -80,7 +80,8 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="shapes", help="data SPEC: shapes | modelnet40:PATH (default shapes)")
     p.add_argument("--protocol", default="clean", choices=("clean", "noisy", "unseen", "partial"))
     p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
-    p.add_argument("--backbone", default="dcp", choices=("dcp", "dcp-pointnet"), help="dcp = DGCNN embedding (DCP-v2)")
+    p.add_argument("--backbone", default="dcp", choices=("dcp", "dcp-pointnet", "prnet"),
+                   help="dcp = DGCNN embedding (DCP-v2); prnet = PRNet (partial-to-partial)")  # fmt: skip
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--steps", type=_positive_int, default=None, help="cap on optimiser steps (default: epochs x batches)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
@@ -95,7 +96,12 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--k", type=_positive_int, default=20, help="DGCNN neighbours")
     a.add_argument("--ff-dims", type=_positive_int, default=256, help="transformer feed-forward width")
     a.add_argument("--n-heads", type=_positive_int, default=4)
-    a.add_argument("--passes", type=_positive_int, default=4, help="weight-shared passes unrolled in training")
+    a.add_argument("--passes", type=_positive_int, default=None,
+                   help="weight-shared passes unrolled in training (default 4 for DCP, 3 PRNet iterations)")  # fmt: skip
+    a.add_argument("--n-keypoints", type=float, default=0.5, help="PRNet keypoints: a count (>= 1) or a fraction of the points")
+    a.add_argument("--gumbel", action=argparse.BooleanOptionalAction, default=True, help="PRNet: hard Gumbel-softmax matching")
+    a.add_argument("--feature-weight", type=float, default=0.1, help="PRNet: weight of the feature-disparity term")
+    a.add_argument("--cycle-weight", type=float, default=0.0, help="PRNet: weight of the cycle-consistency term (0 = off)")
     a.add_argument("--test-passes", type=_positive_int, default=5, help="maximum passes at test time")
     a.add_argument("--stop-angle-deg", type=float, default=0.05, help="test-time early stop: update angle below this")
     a.add_argument("--stop-translation", type=float, default=1e-3, help="... and update translation below this")

@@ -29,11 +29,19 @@ from dlc_core.errors import InputError
 from dlc_core.geometry import to_matrix
 from dlc_core.icp import ICPConfig, refine
 from dlc_core.metrics import registration_metrics, rre_deg, rte, success_mask
-from dlc_core.models import load_registration_model
-from dlc_core.models.dcp import DCPConfig, IterativeDCP
+from dlc_core.models import RegistrationModel, load_registration_model, registration_model
+from dlc_core.models.dcp import DCPConfig
+from dlc_core.models.prnet import PRNetConfig, auxiliary_losses
 from dlc_core.pointcloud import check_cloud
 from dlc_core.scan_preprocess import ScanPreprocess
-from dlc_core.registration_objective import chart_point, make_landscape, rigid_chart, task_loss, unrolled_loss
+from dlc_core.registration_objective import (
+    PASS_DISCOUNT,
+    chart_point,
+    make_landscape,
+    rigid_chart,
+    task_loss,
+    unrolled_loss,
+)
 
 from . import common
 from .distributed import Rank, average_gradients, broadcast_buffers, launch
@@ -47,7 +55,7 @@ RESUME_KEYS = (
     "data", "protocol", "backbone", "dlc", "batch_size", "seed", "num_points", "emb_dims", "k", "channels", "ff_dims",
     "n_heads", "passes", "lr", "weight_decay", "K", "beta", "alpha", "mu", "agg", "terms", "trainable",
     "noise_rot_deg", "noise_trans", "landscape", "kitti_sequences", "val_sequences", "poses_name", "max_gap", "yaw_deg",
-    "min_range", "max_range", "ground_z", "voxel_size", "scale",
+    "min_range", "max_range", "ground_z", "voxel_size", "scale", "n_keypoints", "gumbel", "feature_weight", "cycle_weight",
 )  # fmt: skip
 SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION = 1.0, 0.01  # object success: RRE < 1 deg, RTE < 1% of the bbox diagonal
 
@@ -56,7 +64,7 @@ SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION = 1.0, 0.01  # object success: RRE < 1 deg
 class Training:
     """Everything a training run holds: the model (maybe DDP-wrapped), the DLC loss, optimiser and schedule."""
 
-    model: IterativeDCP
+    model: RegistrationModel
     runner: torch.nn.Module
     dlc: DLCLoss | None
     optimizer: torch.optim.Optimizer
@@ -68,16 +76,18 @@ class Training:
     wall_s: float = 0.0
 
 
-def model_config(args: argparse.Namespace) -> DCPConfig:
+def model_config(args: argparse.Namespace) -> DCPConfig | PRNetConfig:
     """The architecture the flags ask for."""
-    return DCPConfig(
-        backbone=args.backbone,
-        emb_dims=args.emb_dims,
-        k=args.k,
-        channels=tuple(args.channels),
-        n_heads=args.n_heads,
-        ff_dims=args.ff_dims,
-    )
+    common_args = dict(emb_dims=args.emb_dims, k=args.k, channels=tuple(args.channels), n_heads=args.n_heads, ff_dims=args.ff_dims)
+    if args.backbone == "prnet":
+        count = int(args.n_keypoints) if args.n_keypoints >= 1 else args.n_keypoints  # >= 1: a count, else a fraction
+        return PRNetConfig(**common_args, n_keypoints=count, gumbel=args.gumbel)
+    return DCPConfig(backbone=args.backbone, **common_args)
+
+
+def unrolled_passes(args: argparse.Namespace) -> int:
+    """Passes unrolled in training: --passes, else 4 for DCP and PRNet's 3 internal iterations (DECISIONS D2)."""
+    return args.passes or (3 if args.backbone == "prnet" else 4)
 
 
 def scan_preprocess(args: argparse.Namespace) -> ScanPreprocess:
@@ -126,7 +136,7 @@ def dlc_config(args: argparse.Namespace) -> DLCConfig:
 def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> Training:
     """Model, DLC loss, optimiser and LR schedule for a run, seeded so every rank starts identical."""
     common.seed_everything(args.seed)
-    model = IterativeDCP(model_config(args)).to(device)
+    model = registration_model(model_config(args)).to(device)
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
     params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -144,9 +154,13 @@ def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Names
     """One optimiser step on a batch; returns the numbers the progress bar shows."""
     t.runner.train()
     src, tgt, r_gt, t_gt = batch["src"], batch["tgt"], batch["rotation"], batch["translation"]
-    passes = t.runner(src, tgt, passes=args.passes)
+    cycle = {"cycle": True} if args.backbone == "prnet" and args.cycle_weight > 0 else {}
+    passes = t.runner(src, tgt, passes=unrolled_passes(args), **cycle)
     task = unrolled_loss(passes, r_gt, t_gt)
     loss, stats = task, {"task": task.item()}
+    for name, value in auxiliary_losses(passes, PASS_DISCOUNT).items():  # PRNet's feature and cycle terms
+        loss = loss + getattr(args, f"{name}_weight") * value
+        stats[name] = value.item()
     if t.dlc is not None:
         landscape = make_landscape(args.landscape, t.model, src, tgt, passes, r_gt, t_gt)
         terms = t.dlc(landscape, chart_point(batch["euler"], t_gt), rigid_chart(args.noise_rot_deg, args.noise_trans), t.generator)
@@ -168,7 +182,7 @@ def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Names
 
 
 @torch.no_grad()
-def validate(model: IterativeDCP, loader: DataLoader, passes: int, device: torch.device, scale: float = 1.0) -> dict[str, float]:
+def validate(model: RegistrationModel, loader: DataLoader, passes: int, device: torch.device, scale: float = 1.0) -> dict[str, float]:
     """Mean task loss, RRE and RTE (in data units: translations times `scale`) of the final pass on fixed pairs."""
     model.eval()
     losses, rres, rtes = [], [], []
@@ -204,7 +218,8 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, preprocess: dict
         "dlc": dlc_block,
         "train": {
             "data": args.data, "protocol": args.protocol, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
-            "passes": args.passes, "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+            "passes": unrolled_passes(args), "feature_weight": args.feature_weight, "cycle_weight": args.cycle_weight,
+            "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
             "seed": args.seed, "command": args.command, "git_commit": common.git_commit(),
             "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(t.wall_s, 1),
             "date": common.now_iso(),
@@ -280,7 +295,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
         t.wall_s += time.time() - started
         started = time.time()
         if rank.is_main:
-            metrics = validate(t.model, val_loader, args.passes, device, scale)
+            metrics = validate(t.model, val_loader, unrolled_passes(args), device, scale)
             print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
             save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, preprocess, device))
             _save_state(out, args, t)
@@ -304,7 +319,7 @@ def network_input(points: np.ndarray, num_points: int, seed: int, device: torch.
 
 
 def register_pairs(
-    model: IterativeDCP, card: dict, pairs: Dataset, passes: int, icp: ICPConfig | None, device: torch.device
+    model: RegistrationModel, card: dict, pairs: Dataset, passes: int, icp: ICPConfig | None, device: torch.device
 ) -> dict[str, object]:
     """Register every pair one at a time: the network on the card's point count (passes with early stop), then
     optional ICP on the full clouds; returns per-pair arrays."""
