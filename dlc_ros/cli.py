@@ -158,7 +158,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
     g.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
     g.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
-    g.add_argument("--min-fitness", type=float, default=0.5, help="consistency check: accept ICP fitness >= this")
+    g.add_argument("--min-fitness", type=float, default=0.6,
+                   help="consistency check: accept ICP fitness >= this (0.6: bench/fitness_threshold.py)")  # fmt: skip
     g.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
                    help="try FPFH+RANSAC when the check fails (counted as fallback_rate)")  # fmt: skip
 
