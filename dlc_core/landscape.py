@@ -23,7 +23,7 @@ All points of a sample go through the landscape in a few large calls of at most 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,14 +31,13 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from .dlc_loss import Landscape
 from .errors import InputError
 
 REL_TOL = 1e-5
 ABS_TOL = 1e-12
 NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
 SCORES = ("monotone_rays", "strong_rays", "grid_minima", "argmin_dist")
-
-Landscape = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class Probe:
     ray_points: int  # P, samples per ray including r = 0
     grid: int  # G, points per grid axis
     dims: tuple[int, int]  # the two chart coordinates of the grid
+    seed: int  # of the ray directions
 
     @property
     def radii(self) -> np.ndarray:
@@ -69,6 +69,7 @@ class Probe:
             "radius_units": "scale (chart point = truth + scale * z, |z| <= radius)",
             "scale": dict(zip(names, map(float, self.scale), strict=True)),
             "rays": len(self.directions),
+            "ray_seed": self.seed,
             "ray_points": self.ray_points,
             "grid": self.grid,
             "dims": [names[d] for d in self.dims],
@@ -103,19 +104,18 @@ def make_probe(
     """A probe, refusing sizes that cannot be analysed with one clear line."""
     n = len(scale)
     checks = [
-        (radius > 0 and np.isfinite(radius), f"--radius must be > 0, got {radius}"),
+        (radius > 0 and np.isfinite(radius), f"--radius must be > 0 and finite, got {radius}"),
         (rays >= 1, f"--rays must be >= 1, got {rays}"),
         (ray_points >= 2, f"--ray-points must be >= 2, got {ray_points}"),
         (grid >= 3, f"--grid must be >= 3, got {grid}"),
-        (all(s > 0 for s in scale), f"every chart scale must be > 0, got {list(scale)}"),
+        (all(s > 0 for s in scale), f"every chart scale (e.g. noise σ) must be > 0, got {list(scale)}"),
         (len(set(dims)) == 2 and all(0 <= d < n for d in dims), f"--dims must name two different coordinates of {n}"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
-    return Probe(
-        np.asarray(scale, dtype=np.float64), float(radius), ray_directions(rays, n, seed), ray_points, grid, dims
-    )
+    directions = ray_directions(rays, n, seed)
+    return Probe(np.asarray(scale, dtype=np.float64), float(radius), directions, ray_points, grid, dims, seed)
 
 
 def parse_dims(text: str, names: Sequence[str], aliases: dict[str, int] | None = None) -> tuple[int, int]:
@@ -154,6 +154,12 @@ def grid_offsets(probe: Probe) -> np.ndarray:
     return out
 
 
+def probe_offsets(probe: Probe) -> np.ndarray:
+    """Every chart offset a scan evaluates, in order: the truth, the M × (P − 1) ray samples, the G × G grid."""
+    n = len(probe.scale)
+    return np.concatenate([np.zeros((1, n)), ray_offsets(probe).reshape(-1, n), grid_offsets(probe).reshape(-1, n)])
+
+
 @torch.no_grad()
 def evaluate(landscape: Landscape, truth: Tensor, offsets: np.ndarray, chunk: int) -> np.ndarray:
     """L(truth + offset) for each row of `offsets` (K, n), in calls of at most `chunk` points of shape (S, 1, ...)."""
@@ -170,9 +176,8 @@ def scan(landscape: Landscape, truth: Tensor, probe: Probe, mu: float, chunk: in
         raise InputError(f"the truth has {truth.numel()} chart coordinates, the probe {n}")
     if chunk < 1:
         raise InputError(f"--chunk must be >= 1, got {chunk}")
-    rays, cells = ray_offsets(probe), grid_offsets(probe)
-    everything = np.concatenate([np.zeros((1, n)), rays.reshape(-1, n), cells.reshape(-1, n)])
-    losses = evaluate(landscape, truth, everything, chunk)
+    offsets = probe_offsets(probe)
+    losses = evaluate(landscape, truth, offsets, chunk)
     if not np.isfinite(losses).all():
         raise InputError(f"the landscape is not finite at {int((~np.isfinite(losses)).sum())} of {len(losses)} points")
     l0 = float(losses[0])
@@ -180,7 +185,7 @@ def scan(landscape: Landscape, truth: Tensor, probe: Probe, mu: float, chunk: in
     grid_losses = losses[1 + m * (p - 1) :].reshape(g, g)
     tol = max(REL_TOL * float(np.abs(losses).max()), ABS_TOL)
     monotone = (np.diff(ray_losses, axis=1) >= -tol).all(1)
-    dist2 = (rays**2).sum(-1)  # (M, P − 1), chart units
+    dist2 = (offsets[1 : 1 + m * (p - 1)] ** 2).sum(-1).reshape(m, p - 1)  # chart units
     envelope = (ray_losses[:, 1:] >= l0 + 0.5 * mu * dist2 - tol).all(1)
     return Scan(
         loss_at_truth=l0,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .landscape import Probe, Scan
-from .plots import _figure, _save
+from .plots import new_figure, save_png
 
 CONTOUR_LEVELS = 24
 RAY_COLOURS = {"strong": "tab:green", "monotone only": "tab:blue", "not monotone": "tab:red"}
@@ -34,11 +34,11 @@ def plot_sample(
     scale_name: str = "scaled units",
 ) -> None:
     """One figure for one sample: top row the grid contours, bottom row the rays, one column per model."""
-    plt, fig, panels = _figure(2, len(scans), (5.6 * len(scans), 9.0))
+    plt, fig, panels = new_figure(2, len(scans), (5.6 * len(scans), 9.0))
     for column, (result, title) in enumerate(zip(scans, titles, strict=True)):
         _grid_panel(fig, panels[0, column], result, probe, truth, axes, title)
         _ray_panel(panels[1, column], result, probe, scale_name)
-    _save(plt, fig, path)
+    save_png(plt, fig, path)
 
 
 def _grid_panel(fig, ax, result: Scan, probe: Probe, truth: np.ndarray, axes: tuple[Axis, Axis], title: str) -> None:
@@ -49,13 +49,14 @@ def _grid_panel(fig, ax, result: Scan, probe: Probe, truth: np.ndarray, axes: tu
     filled = ax.contourf(xs, ys, result.grid_losses.T, levels=CONTOUR_LEVELS, cmap="viridis")
     ax.contour(xs, ys, result.grid_losses.T, levels=CONTOUR_LEVELS, colors="k", linewidths=0.3, alpha=0.5)
     fig.colorbar(filled, ax=ax, label="L")
-    ax.plot(truth[a] * axes[0].factor, truth[b] * axes[1].factor, "w*", ms=16, mec="k", label="ground truth")
+    on_top = dict(clip_on=False, zorder=5)  # minima on the border stay visible
+    argmin = (xs[result.argmin[0]], ys[result.argmin[1]])
+    ax.plot(*argmin, "o", mfc="none", mec="orange", ms=14, mew=2, label="grid argmin", **on_top)
     if result.minima:
         mx, my = zip(*((xs[i], ys[j]) for i, j in result.minima), strict=True)
-        ax.plot(mx, my, "rx", ms=10, mew=2.5, label=f"local minima ({len(result.minima)})")
-    ax.plot(
-        xs[result.argmin[0]], ys[result.argmin[1]], "o", mfc="none", mec="orange", ms=14, mew=2, label="grid argmin"
-    )
+        ax.plot(mx, my, "rx", ms=10, mew=2.5, label=f"local minima ({len(result.minima)})", **on_top)
+    truth_xy = (truth[a] * axes[0].factor, truth[b] * axes[1].factor)
+    ax.plot(*truth_xy, "w*", ms=13, mec="k", label="ground truth", **on_top)
     ax.set(xlabel=axes[0].label, ylabel=axes[1].label, title=title)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 

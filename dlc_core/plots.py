@@ -9,7 +9,7 @@ import numpy as np
 from .atomic import atomic_path
 
 
-def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7.0, 5.0)):
+def new_figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7.0, 5.0)):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7.0, 5.0)
     return plt, *plt.subplots(rows, cols, figsize=size, squeeze=False)
 
 
-def _save(plt, fig, path: str | Path) -> None:
+def save_png(plt, fig, path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -27,7 +27,7 @@ def _save(plt, fig, path: str | Path) -> None:
 
 def plot_trajectory(path: str | Path, poses: np.ndarray, gt: np.ndarray | None, title: str) -> None:
     """Top view (x, y) of the estimated trajectory, and of the ground truth when there is one."""
-    plt, fig, axes = _figure()
+    plt, fig, axes = new_figure()
     ax = axes[0, 0]
     if gt is not None:
         ax.plot(gt[:, 0, 3], gt[:, 1, 3], "k--", lw=1.5, label="ground truth")
@@ -36,16 +36,16 @@ def plot_trajectory(path: str | Path, poses: np.ndarray, gt: np.ndarray | None, 
     ax.set(xlabel="x (m)", ylabel="y (m)", title=title)
     ax.axis("equal")
     ax.legend()
-    _save(plt, fig, path)
+    save_png(plt, fig, path)
 
 
 def plot_series(path: str | Path, series: dict[str, np.ndarray], ylabels: dict[str, str], title: str) -> None:
     """One panel per named per-frame series (e.g. translation error, rotation error, time), sharing the frame axis."""
-    plt, fig, axes = _figure(len(series), 1, (7.0, 2.2 * len(series) + 0.6))
+    plt, fig, axes = new_figure(len(series), 1, (7.0, 2.2 * len(series) + 0.6))
     for ax, (name, values) in zip(axes[:, 0], series.items()):
         ax.plot(np.arange(1, len(values) + 1), values, ".-", lw=1)
         ax.set(ylabel=ylabels[name], title=name if ax is axes[0, 0] and not title else None)
         ax.grid(alpha=0.3)
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("frame")
-    _save(plt, fig, path)
+    save_png(plt, fig, path)

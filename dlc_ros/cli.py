@@ -247,6 +247,35 @@ def _add_ros_verbs(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("dlc_ros.bringup", "run"))
 
 
+def _add_landscape(verbs: argparse._SubParsersAction) -> None:
+    p = _parser(verbs, "landscape", "Plot and score the loss landscape L_θ(p; x) around the truth (star-convexity), one "
+                "model or two side by side.",
+                "dlc landscape --model models/dcp_dlc_shapes --compare models/dcp_shapes --data shapes --samples 4 --out runs/landscape")  # fmt: skip
+    p.add_argument("--model", required=True, help="model folder (model.pt + model_card.json)")
+    p.add_argument("--compare", default=None, metavar="DIR2",
+                   help="second model folder, drawn and reported beside the first (e.g. the no-DLC twin)")  # fmt: skip
+    p.add_argument("--data", default="shapes", help="data SPEC: shapes | modelnet40:PATH | bunny:PATH (default shapes)")
+    p.add_argument("--protocol", default="clean", choices=("clean", "noisy", "unseen", "partial"))
+    p.add_argument("--samples", type=_positive_int, default=4, help="pairs, spread evenly over the evaluation set (default 4)")
+    p.add_argument("--radius", type=float, default=3.0,
+                   help="R in noise-σ units: rays and grid reach R σ from the truth (default 3 = 30 deg / 0.3 at σ 10 deg / 0.1)")  # fmt: skip
+    p.add_argument("--rays", type=_positive_int, default=64, help="M random directions in the full chart (default 64)")
+    p.add_argument("--ray-points", type=_positive_int, default=21, help="P samples per ray from 0 to R, >= 2 (default 21)")
+    p.add_argument("--grid", type=_positive_int, default=41, help="G: G x G grid over --dims, >= 3 (default 41)")
+    p.add_argument("--dims", default=None, metavar="A,B",
+                   help="grid coordinates by name or index 0-5 (default euler_z,t_x; names euler_z/yaw, euler_y/pitch, "
+                        "euler_x/roll, t_x, t_y, t_z)")  # fmt: skip
+    p.add_argument("--landscape", default=None, choices=("label", "procrustes", "rerun"),
+                   help="landscape kind (default: the card's; label for a no-DLC model)")  # fmt: skip
+    p.add_argument("--mu", type=float, default=None, help="μ of the strong-ray envelope (default: the first DLC card's μ, else 0.1)")
+    p.add_argument("--chunk", type=_positive_int, default=None,
+                   help="points per landscape call (default label 8192, procrustes 1024, rerun 16)")  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for sample_NNNN.png and landscape.json")
+    p.add_argument("--json", default=None, help="JSON path (default OUT/landscape.json)")
+    _add_common(p)
+    p.set_defaults(handler=_lazy("training.landscape", "run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``dlc`` argument parser."""
     parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
@@ -260,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bag(verbs)
     _add_sim(verbs)
     _add_ros_verbs(verbs)
+    _add_landscape(verbs)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))

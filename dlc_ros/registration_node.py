@@ -230,7 +230,7 @@ def describe_device(registrar: ScanRegistrar) -> str:
 # ---------------------------------------------------------------- threads and admission
 
 
-@dataclass
+@dataclass(eq=False)
 class Scan:
     """A decoded, admitted cloud waiting for registration."""
 
@@ -430,7 +430,7 @@ class RegistrationNode(Node):
         self.create_service(Trigger, "~/save_trajectory", self._on_save)
         # A steady clock: health reports keep coming when simulated time stops.
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos, message_lost=self._on_message_lost)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
         self._max_points = values["max_points"]
         self._subscription = self.create_subscription(PointCloud2, values["points_topic"], self._on_cloud,
                                                       self._input_qos(values), event_callbacks=events)  # fmt: skip
@@ -595,8 +595,8 @@ class RegistrationNode(Node):
         issues = [f"{window[k]} {k}" for k in ("dropped", "lost", "rejected", "status fallback", "status failed") if window[k]]
         if issues:
             return "WARN", ", ".join(issues) + " in the last period"
-        if not window["received"]:
-            return "WARN", f"no scan received on {self._subscription.topic_name} in the last period"
+        if not window["received"] and not window["processed"]:
+            return "WARN", f"no scan on {self._subscription.topic_name} in the last period"
         return "OK", f"{window['processed']} scans registered"
 
     # -- trajectory and shutdown

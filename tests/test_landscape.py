@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_ray_directions_are_fixed_unit_vectors() -> None:
     ],
 )
 def test_probe_refuses_bad_sizes(kwargs: dict, message: str) -> None:
-    with pytest.raises(InputError, match=message.replace("-", r"\-")):
+    with pytest.raises(InputError, match=re.escape(message)):
         probe(**kwargs)
 
 
@@ -88,6 +89,17 @@ def test_strongly_convex_quadratic_is_monotone_and_strong() -> None:
     assert s["grid_minima"] == 1 and s["grid_minima_at"] == [[0.0, 0.0]]
     assert s["argmin_dist"] == 0.0 and s["loss_at_truth"] == 0.0
     assert result.ray_losses.shape == (64, 21) and result.grid_losses.shape == (41, 41)
+
+
+def test_scan_sends_all_points_in_a_few_batched_calls() -> None:
+    shapes = []
+
+    def recording(points: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(points.shape))
+        return quadratic(points)
+
+    analysis.scan(recording, TRUTH, probe(), mu=0.0, chunk=1000)  # 1 + 64 * 20 + 41 * 41 = 2962 points
+    assert shapes == [(1000, 1, N), (1000, 1, N), (962, 1, N)]
 
 
 def test_quadratic_envelope_share_matches_rayleigh_quotients() -> None:
@@ -338,7 +350,7 @@ def test_no_dlc_model_alone_uses_the_defaults(tiny_models, tmp_path: Path) -> No
 def test_handler_bad_input(tiny_models, tmp_path: Path, overrides: dict, message: str) -> None:
     from training.landscape import run
 
-    with pytest.raises(InputError, match=message.replace("-", r"\-")):
+    with pytest.raises(InputError, match=re.escape(message)):
         run(namespace(tmp_path, **{"model": tiny_models[0], **overrides}))
     assert not (tmp_path / "landscape.json").exists()
 

@@ -15,6 +15,9 @@ Choices (README-worthy):
   models, so their ``strong_rays`` are measured against the same envelope.
 - Samples: ``--samples`` pairs spread evenly over the fixed evaluation set of ``--data``/``--protocol``/``--seed``;
   both models see the same clouds (``--model``'s point count).
+- Cost: ``label`` and ``procrustes`` scans take well under a second beyond the model's own passes; ``rerun`` runs
+  one network pass per point (bench/landscape_speed.py: ~0.9 s per point for the shipped size on 1024 points on
+  the shared 2-core CPU), so on a CPU use a smaller probe with it, e.g. ``--grid 15 --rays 16``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from dlc_core import landscape as analysis
 from dlc_core.atomic import write_json
@@ -35,14 +39,15 @@ from dlc_core.checkpoint import read_card
 from dlc_core.data.registration_data import evaluation_set, parse_spec
 from dlc_core.errors import InputError
 from dlc_core.landscape_plots import Axis, plot_sample
-from dlc_core.models import load_registration_model
-from dlc_core.models.dcp import IterativeDCP
+from dlc_core.models import RegistrationModel, load_registration_model
 from dlc_core.registration_objective import LANDSCAPES, chart_point, make_landscape, rigid_chart
 
 from . import common
 
 DATA_SPECS = ("shapes", "modelnet40", "bunny")
 DEFAULT_NOISE_ROT_DEG, DEFAULT_NOISE_TRANS, DEFAULT_MU = 10.0, 0.1, 0.1  # the trainer's --noise-* and --mu defaults
+DEFAULT_CHART = rigid_chart(DEFAULT_NOISE_ROT_DEG, DEFAULT_NOISE_TRANS)
+CHART_NAMES = DEFAULT_CHART.names  # euler_z_rad, euler_y_rad, euler_x_rad, t_x, t_y, t_z
 DEFAULT_DIMS = "euler_z,t_x"
 DIM_ALIASES = {"euler_z": 0, "euler_y": 1, "euler_x": 2, "yaw": 0, "pitch": 1, "roll": 2}
 DEFAULT_CHUNK = {"label": 8192, "procrustes": 1024, "rerun": 16}  # points per landscape call (memory bound)
@@ -53,7 +58,7 @@ class Subject:
     """One model under study and the landscape kind it is looked at with."""
 
     folder: str
-    model: IterativeDCP
+    model: RegistrationModel
     card: dict
     kind: str
     kind_source: str
@@ -95,12 +100,11 @@ def load_subject(folder: str, override: str | None, device: torch.device) -> Sub
 
 def chart_scale(subjects: list[Subject]) -> tuple[list[float], str]:
     """σ per chart coordinate (radians, translation) from the first DLC card, else the trainer's defaults."""
-    names = rigid_chart(DEFAULT_NOISE_ROT_DEG, DEFAULT_NOISE_TRANS).names
     for s in subjects:
         sigma = s.card.get("dlc", {}).get("noise", {}).get("sigma")
-        if s.dlc and isinstance(sigma, dict) and set(names) <= set(sigma):
-            return [float(sigma[n]) for n in names], f"{s.folder} model card (dlc.noise.sigma)"
-    return list(rigid_chart(DEFAULT_NOISE_ROT_DEG, DEFAULT_NOISE_TRANS).scales), "trainer defaults (10 deg, 0.1)"
+        if s.dlc and isinstance(sigma, dict) and set(CHART_NAMES) <= set(sigma):
+            return [float(sigma[n]) for n in CHART_NAMES], f"{s.folder} model card (dlc.noise.sigma)"
+    return list(DEFAULT_CHART.scales), "trainer defaults (10 deg, 0.1)"
 
 
 def star_mu(subjects: list[Subject], flag: float | None) -> tuple[float, str]:
@@ -149,32 +153,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     device = common.resolve_device(args.device)
     subjects = [load_subject(folder, args.landscape, device) for folder in [args.model, args.compare] if folder]
-    names = rigid_chart(DEFAULT_NOISE_ROT_DEG, DEFAULT_NOISE_TRANS).names
     scale, scale_source = chart_scale(subjects)
     mu, mu_source = star_mu(subjects, args.mu)
-    dims = analysis.parse_dims(args.dims or DEFAULT_DIMS, names, DIM_ALIASES)
+    dims = analysis.parse_dims(args.dims or DEFAULT_DIMS, CHART_NAMES, DIM_ALIASES)
     probe = analysis.make_probe(scale, args.radius, args.rays, args.ray_points, args.grid, dims, args.seed)
     num_points = subjects[0].card["preprocess"]["num_points"]
     pairs = evaluation_set(parse_spec(args.data, DATA_SPECS), args.protocol, num_points, args.seed)
     indices = sample_indices(len(pairs), args.samples)
-    out = Path(args.out)
-    per_model: list[list[dict]] = [[] for _ in subjects]
-    seconds, pngs = [], []
-    for index in common.progress(indices, len(indices), "samples"):
-        pair = pairs[index]
-        scans = []
-        for subject, rows in zip(subjects, per_model, strict=True):
-            tic = time.perf_counter()
-            landscape, truth = registration_landscape(subject, pair, device)
-            result = analysis.scan(landscape, truth, probe, mu, args.chunk or DEFAULT_CHUNK[subject.kind])
-            seconds.append(time.perf_counter() - tic)
-            rows.append({"index": index, **analysis.scores(result, probe), "time_s": round(seconds[-1], 3)})
-            scans.append(result)
-        png = out / f"sample_{index:04d}.png"
-        titles = [s.title() for s in subjects]
-        plot_sample(png, scans, titles, probe, truth.double().cpu().numpy(), display_axes(names, dims), "σ units")
-        pngs.append(str(png))
-    result = {
+    per_model, seconds, pngs = scan_samples(subjects, pairs, indices, probe, mu, args, device)
+    report = {
         "task": "registration",
         "model": str(args.model),
         "compare": str(args.compare) if args.compare else None,
@@ -186,13 +173,7 @@ def run(args: argparse.Namespace) -> int:
         "skipped": 0,
         "seed": args.seed,
         "num_points": num_points,
-        "probe": {
-            **probe.card(names),
-            "scale_source": scale_source,
-            "mu": mu,
-            "mu_source": mu_source,
-            "seed": args.seed,
-        },
+        "probe": {**probe.card(CHART_NAMES), "scale_source": scale_source, "mu": mu, "mu_source": mu_source},
         "models": [
             {**s.card_block(), "summary": analysis.summarise(rows), "per_sample": rows}
             for s, rows in zip(subjects, per_model, strict=True)
@@ -205,11 +186,41 @@ def run(args: argparse.Namespace) -> int:
         "machine": common.machine(),
         "date": common.now_iso(),
     }
-    json_path = args.json or out / "landscape.json"
-    write_json(json_path, result)
-    print_summary(result)
-    print(f"wrote {len(pngs)} PNGs to {out} and {json_path}")
+    json_path = args.json or Path(args.out) / "landscape.json"
+    write_json(json_path, report)
+    print_summary(report)
+    print(f"wrote {len(pngs)} PNGs to {args.out} and {json_path}")
     return 0
+
+
+def scan_samples(
+    subjects: list[Subject],
+    pairs: Dataset,
+    indices: list[int],
+    probe: analysis.Probe,
+    mu: float,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> tuple[list[list[dict]], list[float], list[str]]:
+    """Scan every sample with every model and draw one PNG per sample: (per-model score rows, seconds, PNG paths)."""
+    per_model: list[list[dict]] = [[] for _ in subjects]
+    seconds, pngs = [], []
+    axes = display_axes(CHART_NAMES, probe.dims)
+    for index in common.progress(indices, len(indices), "samples"):
+        pair = pairs[index]
+        scans = []
+        for subject, rows in zip(subjects, per_model, strict=True):
+            tic = time.perf_counter()
+            landscape, truth = registration_landscape(subject, pair, device)
+            scanned = analysis.scan(landscape, truth, probe, mu, args.chunk or DEFAULT_CHUNK[subject.kind])
+            seconds.append(time.perf_counter() - tic)
+            rows.append({"index": index, **analysis.scores(scanned, probe), "time_s": round(seconds[-1], 3)})
+            scans.append(scanned)
+        png = Path(args.out) / f"sample_{index:04d}.png"
+        titles = [s.title() for s in subjects]
+        plot_sample(png, scans, titles, probe, truth.double().cpu().numpy(), axes, "σ units")
+        pngs.append(str(png))
+    return per_model, seconds, pngs
 
 
 def print_summary(result: dict) -> None:
