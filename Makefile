@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 OPEN3D_SPEC ?= open3d-cpu==0.20.0
 ROS_DISTRO_WHEELS ?= kilted
-ROS_WHEELS := 'ros-$(ROS_DISTRO_WHEELS)-rclpy[fastrtps]' ros-$(ROS_DISTRO_WHEELS)-rmw-fastrtps-cpp \
+ROS_WHEELS := 'ros-$(ROS_DISTRO_WHEELS)-rclpy[fastrtps]' ros-$(ROS_DISTRO_WHEELS)-rmw-fastrtps-cpp ros-$(ROS_DISTRO_WHEELS)-std-srvs \
 	$(foreach m,sensor nav std geometry diagnostic rosgraph,ros-$(ROS_DISTRO_WHEELS)-$(m)-msgs)
 DEPS := numpy scipy h5py matplotlib tqdm pillow pyyaml small-gicp opencv-python-headless rosbags mcap pytest \
 	colcon-core colcon-python-setup-py colcon-ros

@@ -31,6 +31,10 @@ setup(
     extras_require={
         "icp": ["open3d-cpu==0.20.0", "small-gicp"],
         "test": ["pytest"],
+        # ROS 2 Kilted from PyPI (x86_64, CPython 3.10-3.13) where no ROS install provides rclpy.
+        "ros": [f"ros-kilted-{name}" for name in ("rclpy[fastrtps]", "rmw-fastrtps-cpp", "std-srvs", "sensor-msgs",
+                                                  "nav-msgs", "std-msgs", "geometry-msgs", "diagnostic-msgs",
+                                                  "rosgraph-msgs")] + ["colcon-core", "colcon-python-setup-py", "colcon-ros"],
     },
     zip_safe=True,
     entry_points={

@@ -6,13 +6,16 @@ what rclpy serialises) and published at their recorded spacing divided by --rate
 is not installed are skipped with a warning (an error if named in --topics). Publishers are reliable (they match
 reliable and best-effort subscribers alike), volatile, depth 10.
 
-Playback starts once a subscriber has matched one of the topics (or after --wait-subscribers seconds, with a
-warning). --loop plays the bag again and again: header stamps (and /clock) are shifted by the bag's length plus
-one mean message period per repeat, so they keep increasing (DECISIONS D4), and before each repeat every node
-subscribed to a played topic that offers a std_srvs/Trigger ``~/reset`` service (registration_node does) is reset,
-so its odometry starts again at the identity. --clock publishes rosgraph_msgs/Clock from the bag time at 25 Hz and
-with every message, for nodes that run on simulated time (use_sim_time). SIGINT or SIGTERM stops playback after
-the current message, with exit code 0.
+Playback starts half a second after a subscriber has matched one of the topics (Fast DDS reports the match to the
+writer before the reader has matched the writer, and a volatile reader loses what is sent in between), or after
+--wait-subscribers seconds with a warning. --clock publishes rosgraph_msgs/Clock from the bag time, with every
+message and at 25 Hz in between, for nodes on simulated time (use_sim_time).
+
+--loop plays the bag again and again (DECISIONS D4). Header stamps and /clock are shifted by the bag's length plus
+one mean message period per repeat, so they keep increasing. Between two repeats the player waits until the last
+message was acknowledged, lets that one period pass, and then calls ``~/reset`` (std_srvs/Trigger) of every node
+subscribed to a played topic that offers it (registration_node does): the reset cannot overtake the last message,
+and the odometry starts again at the identity. SIGINT or SIGTERM stops playback after the current message (exit 0).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import heapq
 import importlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import rclpy
 from rclpy.duration import Duration
@@ -45,6 +49,7 @@ PUBLISHER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, dur
 RESET_SERVICE = "reset"
 SERVICE_TIMEOUT_S = 5.0
 ACK_TIMEOUT_S = 5.0
+DISCOVERY_SETTLE_S = 0.5
 
 
 def message_class(msgtype: str) -> Any:
@@ -92,8 +97,23 @@ class Timeline:
         return span + (span // (self.count - 1) if self.count > 1 else 100_000_000)
 
 
+@dataclass(frozen=True)
+class ClockRamp:
+    """Bag time advancing with the wall clock at `rate` from `bag_from` (at monotonic time `wall_from`), held at
+    `bag_to`: what /clock says while the player waits."""
+
+    wall_from: float
+    bag_from: int
+    bag_to: int
+    rate: float
+
+    def at(self, wall: float) -> int:
+        """Bag time (ns) at monotonic time `wall`."""
+        return min(self.bag_from + int((wall - self.wall_from) * self.rate * 1e9), self.bag_to)
+
+
 class BagPlayer:
-    """Publishers for the chosen topics of an open bag, and the playback loop."""
+    """Publishers for the chosen topics of an open bag, and the playback steps."""
 
     def __init__(self, node: Node, bag: BagReader, topics: dict[str, Any], clock: bool) -> None:
         self.node, self.bag, self.topics = node, bag, topics
@@ -102,18 +122,20 @@ class BagPlayer:
 
     def messages(self) -> Iterator[tuple[int, str, bytes]]:
         """(bag time ns, topic, raw CDR) of the chosen topics, merged in bag time order."""
-        def stream(topic: str) -> Iterator[tuple[int, str, bytes]]:
+        def stream(topic: str) -> Iterator[tuple[int, str, bytes]]:  # noqa: E306
             return ((t, topic, raw) for t, raw, _ in self.bag.messages(topic))
 
         return heapq.merge(*map(stream, self.topics), key=lambda m: m[0])
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
-        """Wait until a subscriber has matched one of the publishers; False after `timeout_s`."""
+        """Wait until a subscriber has matched one of the publishers, then DISCOVERY_SETTLE_S more; False after
+        `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while not any(p.get_subscription_count() for p in self.publishers.values()):
             if time.monotonic() >= deadline or not rclpy.ok():
                 return False
             time.sleep(0.05)
+        time.sleep(DISCOVERY_SETTLE_S)
         return True
 
     def publish_clock(self, bag_time: int) -> None:
@@ -121,29 +143,33 @@ class BagPlayer:
         if self.clock is not None:
             self.clock.publish(Clock(clock=time_msg(bag_time)))
 
-    def sleep_until(self, wall: float, bag_time_at: Any) -> None:
-        """Sleep until time.monotonic() reaches `wall`, publishing /clock every CLOCK_PERIOD_S meanwhile."""
+    def sleep_until(self, wall: float, ramp: ClockRamp) -> None:
+        """Sleep until time.monotonic() reaches `wall`, publishing /clock along `ramp` every CLOCK_PERIOD_S."""
         while (left := wall - time.monotonic()) > 0 and rclpy.ok():
             time.sleep(min(left, CLOCK_PERIOD_S))
-            self.publish_clock(bag_time_at(time.monotonic()))
+            self.publish_clock(ramp.at(time.monotonic()))
 
     def play_once(self, rate: float, shift: int) -> Timeline:
         """Publish every message once at `rate`, header stamps and clock shifted by `shift` ns."""
         began, played = time.monotonic(), Timeline()
-        def bag_time_at(wall: float) -> int:  # noqa: E306
-            return played.start + shift + int((wall - began) * rate * 1e9)
-
         for t, topic, raw in self.messages():
             if not rclpy.ok():
                 break
             played = Timeline(played.start if played.count else t, t, played.count + 1)
-            self.sleep_until(began + (t - played.start) / rate * 1e-9, bag_time_at)
+            self.sleep_until(began + (t - played.start) / rate * 1e-9,
+                             ClockRamp(began, played.start + shift, t + shift, rate))  # fmt: skip
             msg = deserialize_message(raw, self.topics[topic])
             if shift and hasattr(msg, "header"):
                 msg.header.stamp = time_msg(stamp_ns(msg.header.stamp) + shift)
             self.publish_clock(t + shift)
             self.publishers[topic].publish(msg)
         return played
+
+    def pause_between_repeats(self, played: Timeline, rate: float, shift: int) -> None:
+        """After the last message was acknowledged, let the mean message period (the gap of the stamp shift) pass."""
+        self.wait_for_acks()
+        gap, began, last = played.repeat_shift - (played.end - played.start), time.monotonic(), played.end + shift
+        self.sleep_until(began + gap / rate * 1e-9, ClockRamp(began, last, last + gap, rate))
 
     def reset_subscribers(self) -> list[str]:
         """Call ``~/reset`` (std_srvs/Trigger) of every node subscribed to a played topic; returns the services."""
@@ -165,38 +191,25 @@ class BagPlayer:
         return called
 
     def wait_for_acks(self) -> None:
-        """Give reliable subscribers the time to receive the last messages before the process exits."""
+        """Give reliable subscribers the time to receive the last messages."""
         for publisher in self.publishers.values():
             publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
 
 
 def play(player: BagPlayer, rate: float, loop: bool) -> None:
-    """Play once, or until interrupted with --loop (resetting subscribers before each repeat)."""
-    repeat, shift = 0, 0
+    """Play once, or until interrupted with --loop (pausing and resetting the subscribers between repeats)."""
+    shift, repeat = 0, 0
     while rclpy.ok():
-        if repeat:
-            reset = player.reset_subscribers()
-            print(f"repeat {repeat}: reset {', '.join(reset) or 'no subscriber (none offers ~/reset)'}", flush=True)
         started = time.monotonic()
         played = player.play_once(rate, shift)
         print(f"played {played.count} messages on {len(player.topics)} topics in {time.monotonic() - started:.1f} s",
               flush=True)  # fmt: skip
-        repeat, shift = repeat + 1, shift + played.repeat_shift
         if not loop:
             return
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``dlc bag play``."""
-    if not args.rate > 0:
-        raise InputError(f"--rate must be > 0, got {args.rate}")
-    if args.wait_subscribers < 0:
-        raise InputError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
-    with open_bag(args.bag) as bag:
-        topics = select_topics(bag, args.topics)
-        with ros_session([]):
-            play_bag(bag, topics, args)
-    return 0
+        player.pause_between_repeats(played, rate, shift)
+        repeat, shift = repeat + 1, shift + played.repeat_shift
+        reset = player.reset_subscribers()
+        print(f"repeat {repeat}: reset {', '.join(reset) or 'no subscriber (none offers ~/reset)'}", flush=True)
 
 
 def play_bag(bag: BagReader, topics: dict[str, Any], args: argparse.Namespace) -> None:
@@ -212,3 +225,16 @@ def play_bag(bag: BagReader, topics: dict[str, Any], args: argparse.Namespace) -
         player.wait_for_acks()
     finally:
         node.destroy_node()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc bag play``."""
+    if not args.rate > 0:
+        raise InputError(f"--rate must be > 0, got {args.rate}")
+    if args.wait_subscribers < 0:
+        raise InputError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
+    with open_bag(args.bag) as bag:
+        topics = select_topics(bag, args.topics)
+        with ros_session([]):
+            play_bag(bag, topics, args)
+    return 0

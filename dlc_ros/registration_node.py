@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry as OdometryMsg
 from nav_msgs.msg import Path as PathMsg
@@ -108,38 +109,48 @@ class Param:
 
     def help_line(self) -> str:
         """`name (type, default): description [allowed]` for --help and the README table."""
-        allowed = ", ".join(self.choices) if self.choices else (f"{self.bounds[0]:g}..{self.bounds[1]:g}" if self.bounds else "")
-        kind = type(self.default).__name__
+        bounds = f"{self.bounds[0]:g}..{self.bounds[1]:g}" if self.bounds else ""
+        allowed, kind = ", ".join(self.choices) or bounds, type(self.default).__name__
         return f"  {self.name} ({kind}, default {self.default!r}{', run-time' if self.dynamic else ''}): " \
                f"{self.description}{f' [{allowed}]' if allowed else ''}"  # fmt: skip
 
 
+PIPELINE, PREPROCESS = PipelineConfig(), ScanPreprocess()  # the defaults below are theirs (as in dlc bag eval)
 PARAMETERS = (
     Param("model_path", "", "LiDAR model folder (model.pt + model_card.json); 'none' = ICP from the constant-velocity "
           "prior alone; empty = the shipped model (share/dlc_ros/models/lidar_dlc)"),  # fmt: skip
     Param("device", "auto", "where the network runs: auto = cuda when available", choices=("auto", "cpu", "cuda")),
     Param("points_topic", "points", "input PointCloud2 topic (remappable)", non_empty=True),
     Param("qos_reliability", "reliable", "input QoS reliability; best_effort is needed for best-effort publishers "
-          "(SensorDataQoS) but loses most clouds over 1 MB with Fast DDS defaults", choices=tuple(RELIABILITY)),  # fmt: skip
+          "(SensorDataQoS) but loses most clouds over 1 MB with Fast DDS defaults",
+          choices=tuple(RELIABILITY)),  # fmt: skip
     Param("qos_depth", 5, "input QoS history depth (keep last)", bounds=(1, 100)),
     Param("odom_frame", "odom", "frame of the odometry, the path and the TF parent (REP-105)", non_empty=True),
-    Param("base_frame", "", "child frame of the odometry and TF; empty = the cloud's frame_id (no extrinsic is applied)"),
-    Param("publish_tf", True, "broadcast odom_frame -> base frame with tf2_ros (where tf2_ros is installed)", dynamic=True),
-    Param("publish_registered_cloud", False, "publish each scan moved into odom_frame on ~/registered_cloud", dynamic=True),
-    Param("min_range", 3.0, "ignore returns closer than this (m)", bounds=(0.0, 100.0)),
-    Param("max_range", 60.0, "ignore returns farther than this (m); the network also keeps its card's limit",
-          bounds=(1.0, 500.0)),  # fmt: skip
-    Param("voxel_size", 0.4, "voxel size of the clouds ICP refines on (m)", bounds=(0.05, 5.0)),
+    Param("base_frame", "", "child frame of the odometry and TF; empty = the cloud's frame_id (no extrinsic is "
+          "applied)"),  # fmt: skip
+    Param("publish_tf", True, "broadcast odom_frame -> base frame with tf2_ros (where tf2_ros is installed)",
+          dynamic=True),  # fmt: skip
+    Param("publish_registered_cloud", False, "publish each scan moved into odom_frame on ~/registered_cloud",
+          dynamic=True),  # fmt: skip
+    Param("min_range", PREPROCESS.min_range, "ignore returns closer than this (m)", bounds=(0.0, 100.0)),
+    Param("max_range", PREPROCESS.icp_max_range, "ignore returns farther than this (m); the network also keeps its "
+          "card's limit", bounds=(1.0, 500.0)),  # fmt: skip
+    Param("voxel_size", PREPROCESS.icp_voxel, "voxel size of the clouds ICP refines on (m)", bounds=(0.05, 5.0)),
     Param("passes", 0, "maximum network passes; 0 = the model card's", bounds=(0, 20)),
-    Param("icp_method", "point-to-plane", "ICP refinement method", choices=METHODS),
-    Param("icp_iterations", 30, "ICP iterations per stage", bounds=(1, 500)),
-    Param("icp_max_distance", 2.0, "ICP correspondence distance, coarse stage (m)", bounds=(0.01, 50.0)),
-    Param("icp_min_distance", 0.5, "ICP correspondence distance, fine stage (m); 0 = a single stage", bounds=(0.0, 50.0)),
-    Param("min_fitness", 0.5, "consistency check: ICP fitness below this is a failed registration", bounds=(0.0, 1.0)),
-    Param("fallback", True, "try FPFH + RANSAC when the check fails (as dlc bag eval; about 1 s on a CPU)"),
+    Param("icp_method", PIPELINE.icp.method, "ICP refinement method", choices=METHODS),
+    Param("icp_iterations", PIPELINE.icp.iterations, "ICP iterations per stage", bounds=(1, 500)),
+    Param("icp_max_distance", PIPELINE.icp.max_correspondence_distance, "ICP correspondence distance, coarse "
+          "stage (m)", bounds=(0.01, 50.0)),  # fmt: skip
+    Param("icp_min_distance", PIPELINE.icp.min_correspondence_distance or 0.0, "ICP correspondence distance, fine "
+          "stage (m); 0 = a single stage", bounds=(0.0, 50.0)),  # fmt: skip
+    Param("min_fitness", PIPELINE.min_fitness, "consistency check: ICP fitness below this is a failed registration",
+          bounds=(0.0, 1.0)),  # fmt: skip
+    Param("fallback", PIPELINE.fallback, "try FPFH + RANSAC when the check fails (as dlc bag eval; about 1 s on a "
+          "CPU)"),  # fmt: skip
     Param("num_threads", 0, "CPU threads for torch and GICP; 0 = all cores", bounds=(0, 256)),
     Param("max_points", 1_000_000, "refuse clouds with more points than this", bounds=(1_000, 10_000_000)),
-    Param("path_max_poses", 10_000, "poses kept in the published path; 0 = all", bounds=(0, 10_000_000)),
+    Param("path_max_poses", 1_000, "poses in the published path, the latest; 0 = all (each message carries them "
+          "all: about 8 ms per 1000 poses on a CPU)", bounds=(0, 10_000_000)),  # fmt: skip
     Param("trajectory_dir", "", "folder for poses_kitti.txt and poses_tum.txt, written by ~/save_trajectory and at "
           "shutdown; empty = do not save", dynamic=True),  # fmt: skip
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", bounds=(0.1, 60.0)),
@@ -165,12 +176,17 @@ def default_model_path() -> Path:
 # ---------------------------------------------------------------- the pipeline
 
 
+def threads(values: dict[str, Any]) -> int:
+    """num_threads, with 0 meaning every core."""
+    return values["num_threads"] or os.cpu_count() or 1
+
+
 def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     """The pipeline settings the parameters ask for."""
     try:
         icp = ICPConfig(method=values["icp_method"], max_correspondence_distance=values["icp_max_distance"],
                         min_correspondence_distance=values["icp_min_distance"] or None,
-                        iterations=values["icp_iterations"], num_threads=values["num_threads"] or os.cpu_count() or 1)  # fmt: skip
+                        iterations=values["icp_iterations"], num_threads=threads(values))  # fmt: skip
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],
@@ -192,8 +208,9 @@ def build_registrar(values: dict[str, Any]) -> tuple[ScanRegistrar, str]:
             raise InputError(f"{folder}: the shipped model is not installed; set model_path to a model folder, "
                              "or to 'none' for ICP alone")  # fmt: skip
         registrar, model = ScanRegistrar.load(folder, config, device), str(folder)
-    crop = replace(registrar.preprocess, min_range=values["min_range"], icp_max_range=values["max_range"],
-                   max_range=min(registrar.preprocess.max_range, values["max_range"]), icp_voxel=values["voxel_size"])  # fmt: skip
+    card = registrar.preprocess
+    crop = replace(card, min_range=values["min_range"], icp_max_range=values["max_range"],
+                   max_range=min(card.max_range, values["max_range"]), icp_voxel=values["voxel_size"])  # fmt: skip
     return ScanRegistrar(crop, config, registrar.model, registrar.card, registrar.device), model
 
 
@@ -222,8 +239,6 @@ def describe_device(registrar: ScanRegistrar) -> str:
     device = registrar.device
     if device.type != "cuda":
         return device.type
-    import torch
-
     return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
 
 
@@ -342,7 +357,7 @@ class Counters:
         return flat
 
 
-def percentile_ms(values: deque, q: float) -> str:
+def percentile_ms(values: list[float], q: float) -> str:
     """The q-th percentile of a window of milliseconds, formatted; '-' when empty."""
     return f"{np.percentile(np.array(values), q):.1f}" if values else "-"
 
@@ -358,15 +373,14 @@ class RegistrationNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         values = self._declare_parameters()
         self._registrar, self._model = build_registrar(values)
-        self._apply_threads(values["num_threads"])
+        torch.set_num_threads(threads(values))  # GICP takes its count from the ICP config
         self._device = describe_device(self._registrar)
         self._warm_up_ms = warm_up(self._registrar)
         self._odometry = Odometry(self._registrar)
         self._odometry_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._counters, self._reported = Counters(), Counters().snapshot()
-        self._latency_ms: deque = deque(maxlen=LATENCY_WINDOW)
-        self._registration_ms: deque = deque(maxlen=LATENCY_WINDOW)
+        self._latency_ms = {k: deque(maxlen=LATENCY_WINDOW) for k in ("received", "stamp", "registration")}
         self._last_problem = ""
         self._slot, self._gate = LatestSlot(), ScanGate()
         self._path: deque = deque(maxlen=values["path_max_poses"] or None)  # the worker's alone
@@ -399,24 +413,20 @@ class RegistrationNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
-    def _apply_threads(self, num_threads: int) -> None:
-        """torch's intra-op threads (GICP takes its count from the ICP config)."""
-        import torch
-
-        torch.set_num_threads(num_threads or os.cpu_count() or 1)
-
     def _log_start(self, values: dict[str, Any]) -> None:
         """One line with the model, the device and the warm-up time."""
         card, registrar = self._registrar.card, self._registrar
-        what = (f"{self._model} ({card.get('backbone')}, sha256 {str(card.get('sha256', ''))[:12]}, up to "
-                f"{registrar.passes} passes)" if registrar.model is not None else "none (ICP from the prior alone)")  # fmt: skip
+        what = "none (ICP from the prior alone)" if registrar.model is None else (
+            f"{self._model} ({card.get('backbone')}, sha256 {str(card.get('sha256', ''))[:12]}, up to "
+            f"{registrar.passes} passes)")  # fmt: skip
         self.get_logger().info(f"model {what} on {self._device}; ICP {values['icp_method']}; "
                                f"warm-up {self._warm_up_ms:.0f} ms")  # fmt: skip
 
     def _input_qos(self, values: dict[str, Any]) -> QoSProfile:
         """The subscription's QoS: keep last qos_depth, the chosen reliability, volatile."""
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["qos_depth"],
-                          reliability=RELIABILITY[values["qos_reliability"]], durability=DurabilityPolicy.VOLATILE)  # fmt: skip
+                          reliability=RELIABILITY[values["qos_reliability"]],
+                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
 
     def _create_interfaces(self, values: dict[str, Any]) -> None:
         """Publishers, TF, services and the diagnostics timer; the subscription last, so that a matched
@@ -429,13 +439,16 @@ class RegistrationNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/save_trajectory", self._on_save)
         # A steady clock: health reports keep coming when simulated time stops.
-        self.create_timer(values["diagnostics_period"], self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(values["diagnostics_period"], self._publish_diagnostics, clock=steady)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            message_lost=self._on_message_lost)  # fmt: skip
         self._max_points = values["max_points"]
         self._subscription = self.create_subscription(PointCloud2, values["points_topic"], self._on_cloud,
                                                       self._input_qos(values), event_callbacks=events)  # fmt: skip
         self.get_logger().info(f"listening on {self._subscription.topic_name} ({values['qos_reliability']}, depth "
-                               f"{values['qos_depth']}); publishing {self._odometry_pub.topic_name} in {values['odom_frame']}")  # fmt: skip
+                               f"{values['qos_depth']}); publishing {self._odometry_pub.topic_name} in "
+                               f"{values['odom_frame']}")  # fmt: skip
 
     def _tf_broadcaster(self) -> Any:
         """A tf2_ros TransformBroadcaster, or None (with one log line) where tf2_ros is not installed."""
@@ -547,12 +560,14 @@ class RegistrationNode(Node):
             step = self._odometry.step(scan.points, scan.stamp * 1e-9)
             previous = self._odometry.stamps[-2] if step.pair is not None else None
         registration_ms = 1000 * (time.perf_counter() - started)
-        self._publish(scan, step.pose, twist_msg(step.pair.transform, scan.stamp * 1e-9 - previous) if step.pair else None)
+        twist = twist_msg(step.pair.transform, scan.stamp * 1e-9 - previous) if step.pair else None
+        self._publish(scan, step.pose, twist)
         with self._stats_lock:
             self._counters.processed += 1
             self._counters.statuses[step.pair.status if step.pair else "first"] += 1
-            self._latency_ms.append(1000 * (time.monotonic() - scan.received))
-            self._registration_ms.append(registration_ms)
+            self._latency_ms["received"].append(1000 * (time.monotonic() - scan.received))
+            self._latency_ms["stamp"].append((self.get_clock().now().nanoseconds - scan.stamp) / 1e6)
+            self._latency_ms["registration"].append(registration_ms)
 
     def _publish(self, scan: Scan, pose: np.ndarray, twist: Any) -> None:
         """Odometry first (its latency is what users feel), then TF, the path and the optional cloud."""
@@ -574,16 +589,17 @@ class RegistrationNode(Node):
     def _publish_diagnostics(self) -> None:
         """One DiagnosticStatus: level and summary for the last period, cumulative counts, latency, device, model."""
         with self._stats_lock:
-            now, latency, registration = self._counters.snapshot(), list(self._latency_ms), list(self._registration_ms)
+            now, ms = self._counters.snapshot(), {k: list(v) for k, v in self._latency_ms.items()}
             window = {k: now[k] - self._reported.get(k, 0) for k in now}
             self._reported, problem = now, self._last_problem
         level, message = self._health(window, problem)
+        qos = f"{self.get_parameter('qos_reliability').value}, depth {self.get_parameter('qos_depth').value}"
         values = {
             "device": self._device, "model": self._model, "backbone": self._registrar.card.get("backbone", "none"),
-            "warm-up ms": f"{self._warm_up_ms:.0f}", "points topic": self._subscription.topic_name,
-            "input qos": f"{self.get_parameter('qos_reliability').value}, depth {self.get_parameter('qos_depth').value}",
-            "latency ms p50": percentile_ms(latency, 50), "latency ms p95": percentile_ms(latency, 95),
-            "registration ms p50": percentile_ms(registration, 50), **now, "last problem": problem or "-",
+            "warm-up ms": f"{self._warm_up_ms:.0f}", "points topic": self._subscription.topic_name, "input qos": qos,
+            "latency ms p50": percentile_ms(ms["received"], 50), "latency ms p95": percentile_ms(ms["received"], 95),
+            "stamp to publish ms p50": percentile_ms(ms["stamp"], 50),
+            "registration ms p50": percentile_ms(ms["registration"], 50), **now, "last problem": problem or "-",
         }  # fmt: skip
         self._diagnostics_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), DIAGNOSTIC_NAME,
                                                        self._gate.frame_id or "", level, message, values))  # fmt: skip
@@ -592,7 +608,8 @@ class RegistrationNode(Node):
         """(OK | WARN | ERROR, summary) of the last diagnostics period."""
         if window["errors"]:
             return "ERROR", f"{window['errors']} registration errors; last: {problem}"
-        issues = [f"{window[k]} {k}" for k in ("dropped", "lost", "rejected", "status fallback", "status failed") if window[k]]
+        kinds = ("dropped", "lost", "rejected", "status fallback", "status failed")
+        issues = [f"{window[k]} {k}" for k in kinds if window[k]]
         if issues:
             return "WARN", ", ".join(issues) + " in the last period"
         if not window["received"] and not window["processed"]:

@@ -6,7 +6,8 @@ y left, z up, metres). Stamps are integer nanoseconds, as in ``bag_io``, so no p
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -47,7 +48,8 @@ def twist_msg(motion: np.ndarray, dt_s: float) -> Twist:
                  angular=Vector3(x=float(angular[0]), y=float(angular[1]), z=float(angular[2])))  # fmt: skip
 
 
-def odometry_msg(pose: np.ndarray, stamp: int, frame_id: str, child_frame_id: str, twist: Twist | None = None) -> Odometry:
+def odometry_msg(pose: np.ndarray, stamp: int, frame_id: str, child_frame_id: str,
+                 twist: Twist | None = None) -> Odometry:  # fmt: skip
     """nav_msgs/Odometry: `pose` of child_frame_id in frame_id at `stamp` ns; covariances unknown (zero)."""
     msg = Odometry()
     msg.header.stamp, msg.header.frame_id, msg.child_frame_id = time_msg(stamp), frame_id, child_frame_id

@@ -13,11 +13,12 @@ import os
 import sys
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
 from launch.action import Action
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchContext, LaunchDescription
 
 PLAYER_WAIT_S = "120"  # seconds `dlc bag play` waits for the node to subscribe
 
@@ -50,6 +51,6 @@ def generate_launch_description() -> LaunchDescription:
                               description="input PointCloud2 topic (empty: as in params_file)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="run on /clock (the bag player publishes it)"),
-        DeclareLaunchArgument("bag", default_value="", description="rosbag2 folder to play into the node (empty: none)"),
+        DeclareLaunchArgument("bag", default_value="", description="rosbag2 folder to play into the node (empty: no)"),
         OpaqueFunction(function=node_and_player),
     ])  # fmt: skip

@@ -74,6 +74,7 @@ def machine() -> dict[str, object]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),  # other work on the machine while this ran
     }
 
 

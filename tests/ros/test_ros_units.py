@@ -22,7 +22,8 @@ from dlc_core.checkpoint import save_checkpoint  # noqa: E402
 from dlc_core.errors import InputError  # noqa: E402
 from dlc_core.models.dcp import DCPConfig, IterativeDCP  # noqa: E402
 from dlc_core.scan_preprocess import ScanPreprocess  # noqa: E402
-from dlc_ros import bag_play, bringup, registration_node as rn  # noqa: E402
+from dlc_ros import bag_play, bringup  # noqa: E402
+from dlc_ros import registration_node as rn  # noqa: E402
 from dlc_ros.bag_io import open_bag, quaternion_to_matrix  # noqa: E402
 from dlc_ros.ros_convert import diagnostic_array, odometry_msg, stamp_ns, time_msg, transform_msg, twist_msg  # noqa: E402
 
@@ -172,8 +173,9 @@ def tiny_model(folder: Path) -> Path:
     """An untrained LiDAR model folder: the real card layout, a network small enough to load in a moment."""
     torch.manual_seed(0)
     cfg = DCPConfig(backbone="dcp-pointnet", emb_dims=16, ff_dims=32, n_heads=2)
-    save_checkpoint(folder, IterativeDCP(cfg).state_dict(), {"task": "registration", "backbone": cfg.backbone,
-                    "config": cfg.card(), "preprocess": ScanPreprocess(num_points=64).card(), "inference": {"passes": 2}})  # fmt: skip
+    card = {"task": "registration", "backbone": cfg.backbone, "config": cfg.card(),
+            "preprocess": ScanPreprocess(num_points=64).card(), "inference": {"passes": 2}}  # fmt: skip
+    save_checkpoint(folder, IterativeDCP(cfg).state_dict(), card)
     return folder
 
 
@@ -231,7 +233,7 @@ def test_bag_play_selects_topics_and_message_classes() -> None:
     assert timeline.repeat_shift == 500 and bag_play.Timeline(7, 7, 1).repeat_shift == 100_000_000
 
 
-@pytest.mark.parametrize("flags, message", [(dict(rate=0.0), "--rate must be > 0"), (dict(wait_subscribers=-1.0), ">= 0")])
+@pytest.mark.parametrize("flags, message", [({"rate": 0.0}, "--rate must be > 0"), ({"wait_subscribers": -1.0}, ">= 0")])  # noqa: E501
 def test_bag_play_refuses_bad_flags(flags: dict, message: str) -> None:
     args = argparse.Namespace(**{"bag": str(SAMPLE), "rate": 1.0, "loop": False, "topics": None, "clock": False,
                                  "wait_subscribers": 0.0, **flags})  # fmt: skip
