@@ -50,8 +50,10 @@ def train(arm: str, seed: int, steps: int, folder: Path, extra: list[str]) -> di
     """Train (or finish training) one arm with one seed; returns its model card."""
     card_path = folder / "model_card.json"
     state = folder / "train_state.pt"
-    done = card_path.is_file() and json.loads(card_path.read_text())["train"]["steps"] >= steps
-    if not done:
+    trained = json.loads(card_path.read_text())["train"]["steps"] if card_path.is_file() else 0
+    if trained > steps:
+        sys.exit(f"{folder} was trained for {trained} steps, more than this budget ({steps}); use another --name")
+    if trained < steps:
         cmd = [*DLC, "train", "registration", "--data", "shapes", "--out", str(folder), "--seed", str(seed),
                "--steps", str(steps), "--epochs", "1000", *ARMS[arm], *extra]  # fmt: skip
         run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
@@ -83,7 +85,7 @@ def main() -> None:
     p.add_argument("--arms", default="no-dlc,dlc-label", help=f"comma-separated, from {', '.join(ARMS)}")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, required=True, help="optimiser steps per arm (the shared budget)")
-    p.add_argument("--runs", default=str(REPO / "runs"), help="where the trained models go (not committed)")
+    p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
     p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
     p.add_argument("--extra", default="", help="extra flags for every training run, e.g. '--beta 2'")
     args = p.parse_args()
@@ -91,7 +93,9 @@ def main() -> None:
     unknown = set(arms) - set(ARMS)
     if unknown:
         sys.exit(f"unknown arms: {', '.join(sorted(unknown))}")
-    root = Path(args.runs) / args.name
+    root = Path(args.runs).resolve() / args.name
+    if root.is_relative_to(REPO):  # cards record the command: no absolute paths of this machine in them
+        root = root.relative_to(REPO)
     root.mkdir(parents=True, exist_ok=True)
     extra = args.extra.split()
 
