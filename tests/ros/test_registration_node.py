@@ -468,8 +468,10 @@ def test_bag_play_waits_then_loops_with_increasing_stamps_and_resets(graph: Grap
         graph.wait_for(lambda: any(stamp_ns(m.header.stamp) > first + shift for m in odometry), 3 * STEP_S,
                        "the second loop's odometry", proc)  # fmt: skip
         assert player.stop(signal.SIGINT) == 0
-    # The path (transient local) of the first loop holds every scan: none was lost while the node was starting.
-    assert [stamp_ns(p.header.stamp) for p in max(paths, key=lambda m: len(m.poses)).poses] == sample["stamps"]
+    # The path (transient local) of the first loop starts at the bag's first scan: the player waited for the node.
+    # Later scans may be dropped by the latest-scan slot when the machine is too slow for the rate, by design.
+    path = [stamp_ns(p.header.stamp) for p in max(paths, key=lambda m: len(m.poses)).poses]
+    assert path[0] == first and path == sorted(set(path)) and set(path) <= set(sample["stamps"]), path
     stamps = [stamp_ns(m.header.stamp) for m in odometry]
     assert stamps == sorted(set(stamps)) and first + shift in stamps  # increasing across the repeat
     restart = stamps.index(first + shift)
