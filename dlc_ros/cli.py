@@ -113,7 +113,8 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("registration DLC chart and landscape (DECISIONS.md D1)")
     r.add_argument("--noise-rot-deg", type=float, default=10.0, help="σ of the Gaussian noise on each Euler angle")
     r.add_argument("--noise-trans", type=float, default=0.1, help="σ of the Gaussian noise on each translation axis")
-    r.add_argument("--landscape", default="label", choices=("label", "procrustes", "rerun"))
+    r.add_argument("--landscape", default="label", choices=("label", "procrustes", "rerun"),
+                   help="L_θ(p; x) the hinges use (default label: the pick of the D1 comparison, README)")
     s = p.add_argument_group("LiDAR scans (data kitti:ROOT and/or sim:DIR, joined with '+')")
     s.add_argument("--kitti-sequences", type=_csv(str), default=["10"], help="KITTI sequences to train on (default 10)")
     s.add_argument("--val-sequences", type=_csv(str), default=["01", "02"], help="held-out KITTI sequences (01,02)")
