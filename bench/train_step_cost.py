@@ -1,6 +1,6 @@
 """Benchmark: time and peak memory per training step, plain vs DLC (each landscape), on the same batch and model;
-and DCP inference latency with 1 to 5 passes on 1024-point pairs. Each configuration runs in its own process so
-that its peak memory is its own.
+and the inference latency of DCP and PRNet (shipped size) with 1 to 5 passes on 1024-point pairs (issues 2 and 7).
+Each configuration runs in its own process so that its peak memory is its own.
 
     .venv/bin/python bench/train_step_cost.py [--steps 5] [--out bench/results/train_step_cost.json]
 """
@@ -46,19 +46,19 @@ def measure_training(landscape: str | None, steps: int, batch_size: int, num_poi
     return {"step_s_median": times[len(times) // 2], "step_s_all": times, "peak_rss_mb": peak_rss_mb()}
 
 
-def measure_inference(passes: int, num_points: int, repeats: int) -> dict:
-    """Median latency of one pair through the shipped-size model with a fixed number of passes (no early stop)."""
+def measure_inference(backbone: str, passes: int, num_points: int, repeats: int) -> dict:
+    """Median latency of one pair through a shipped-size model with a fixed number of passes (no early stop)."""
     import torch
 
     from dlc_core.data.registration_data import evaluation_set, parse_spec
-    from dlc_core.models.dcp import IterativeDCP
+    from dlc_core.models import registration_model
     from dlc_ros.cli import build_parser
     from training.common import peak_rss_mb
     from training.registration import model_config
 
     torch.set_num_threads(2)
-    args = build_parser().parse_args(["train", "registration", "--out", "/dev/null"])
-    model = IterativeDCP(model_config(args)).eval()
+    args = build_parser().parse_args(["train", "registration", "--out", "/dev/null", "--backbone", backbone])
+    model = registration_model(model_config(args)).eval()
     pair = evaluation_set(parse_spec("shapes", ("shapes",)), "clean", num_points)[0]
     src, tgt = pair["src"][None], pair["tgt"][None]
     times = []
@@ -91,7 +91,8 @@ def main() -> None:
         if kind == "train":
             result = measure_training(None if value == "none" else value, args.steps, args.batch_size, args.num_points)
         else:
-            result = measure_inference(int(value), 1024, repeats=10)
+            backbone, passes = value.split(":")
+            result = measure_inference(backbone, int(passes), 1024, repeats=10)
         print(json.dumps(result))
         return
 
@@ -102,7 +103,7 @@ def main() -> None:
     plain = training["plain"]["step_s_median"]
     for name in training:
         training[name]["ratio_to_plain"] = training[name]["step_s_median"] / plain
-    inference = {str(n): run_child("infer", str(n), args) for n in range(1, 6)}
+    inference = {b: {str(n): run_child("infer", f"{b}:{n}", args) for n in range(1, 6)} for b in ("dcp", "prnet")}
     result = {
         "benchmark": "train_step_cost",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -110,13 +111,15 @@ def main() -> None:
         "machine": machine(),
         "training": {"batch_size": args.batch_size, "num_points": args.num_points, "steps_timed": args.steps,
                      "model": "shipped size (DGCNN 32-32-64-128, emb 128, 4 unrolled passes, K=3)", **training},
-        "inference": {"num_points": 1024, "batch": 1, "note": "fixed number of passes, no early stop", "passes": inference},
+        "inference": {"num_points": 1024, "batch": 1, "note": "fixed number of passes, no early stop",
+                      "backbones": inference},
     }  # fmt: skip
     write_json(args.out, result)
     for name, r in training.items():
         print(f"train {name:15s} {r['step_s_median']:.2f} s/step  x{r['ratio_to_plain']:.2f}  peak {r['peak_rss_mb']:.0f} MB")
-    for n, r in inference.items():
-        print(f"infer {n} passes  {r['latency_ms_median']:.0f} ms  peak {r['peak_rss_mb']:.0f} MB")
+    for backbone, passes in inference.items():
+        for n, r in passes.items():
+            print(f"infer {backbone} {n} passes  {r['latency_ms_median']:.0f} ms  peak {r['peak_rss_mb']:.0f} MB")
     print(f"wrote {args.out}")
 
 
