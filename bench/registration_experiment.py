@@ -1,6 +1,8 @@
-"""Experiment: DCP vs DLC+DCP on the procedural shapes, same budget and seeds, each with and without ICP, on the
-clean (held-out instances of the training categories) and unseen-category protocols. Also used for the landscape
-comparison of DECISIONS.md D1 (arms dlc-label, dlc-procrustes, dlc-rerun).
+"""Experiment: a model with and without DLC on the procedural shapes, same budget and seeds, each with and without
+ICP, on the clean (held-out instances of the training categories) and unseen-category protocols (--protocols also
+takes partial, noisy and bunny, the real scan pairs). Used for DCP vs DLC+DCP, for the landscape comparison of
+DECISIONS.md D1 (arms dlc-label, dlc-procrustes, dlc-rerun) and, with --extra '--backbone prnet --protocol
+partial', for PRNet (issue 7).
 
 Every arm is a ``dlc train registration`` run (resumable: an interrupted run continues with --resume) followed by
 ``dlc eval registration`` runs; the results file has every run's metrics and mean ± std over seeds.
@@ -29,7 +31,7 @@ ARMS = {
     "dlc-rerun": ["--dlc", "--landscape", "rerun"],
     "dcp-1pass": ["--no-dlc", "--passes", "1", "--test-passes", "1"],
 }
-PROTOCOLS = ("clean", "unseen")
+PROTOCOLS = ("clean", "unseen", "partial", "noisy", "bunny")  # bunny: the real scan pairs of data/bunny
 ICP = (None, "point-to-plane")
 METRICS = ("euler_mse_deg2", "euler_rmse_deg", "euler_mae_deg", "r_mse", "t_mse", "t_rmse", "t_mae", "rre_deg_mean",
            "rte_mean", "success_rate", "passes_mean")  # fmt: skip
@@ -65,7 +67,8 @@ def evaluate(folder: Path, protocol: str, icp: str | None) -> dict:
     out = folder / f"eval_{protocol}_{icp or 'none'}.json"
     card = json.loads((folder / "model_card.json").read_text())
     if not out.is_file() or json.loads(out.read_text()).get("model_sha256") != card["sha256"]:
-        cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", "shapes", "--protocol", protocol,
+        data, variant = ("bunny:data/bunny", "clean") if protocol == "bunny" else ("shapes", protocol)
+        cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", data, "--protocol", variant,
                "--json", str(out)] + (["--icp", icp] if icp else [])  # fmt: skip
         run(cmd, folder.parent / f"{folder.name}.log")
         result = json.loads(out.read_text())
@@ -87,12 +90,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, required=True, help="optimiser steps per arm (the shared budget)")
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
     p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
+    p.add_argument("--protocols", default="clean,unseen", help=f"evaluation sets, from {', '.join(PROTOCOLS)}")
     p.add_argument("--extra", default="", help="extra flags for every training run, e.g. '--beta 2'")
     args = p.parse_args()
-    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
-    unknown = set(arms) - set(ARMS)
-    if unknown:
-        sys.exit(f"unknown arms: {', '.join(sorted(unknown))}")
+    arms, seeds, protocols = args.arms.split(","), [int(s) for s in args.seeds.split(",")], args.protocols.split(",")
+    for kind, names, known in (("arms", arms, ARMS), ("protocols", protocols, PROTOCOLS)):
+        if set(names) - set(known):
+            sys.exit(f"unknown {kind}: {', '.join(sorted(set(names) - set(known)))}")
     root = Path(args.runs).resolve() / args.name
     if root.is_relative_to(REPO):  # cards record the command: no absolute paths of this machine in them
         root = root.relative_to(REPO)
@@ -114,7 +118,7 @@ def main() -> None:
 
     rows = []
     for r in runs:
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             for icp in ICP:
                 result = evaluate(r["folder"], protocol, icp)
                 rows.append({"arm": r["arm"], "seed": r["seed"], "protocol": protocol, "icp": icp,
@@ -124,7 +128,7 @@ def main() -> None:
                       f"MSE(Euler) {result['euler_mse_deg2']:.4g}, success {result['success_rate']:.1%}", flush=True)  # fmt: skip
     summary = []
     for arm in arms:
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             for icp in ICP:
                 sel = [r for r in rows if r["arm"] == arm and r["protocol"] == protocol and r["icp"] == icp]
                 summary.append({"arm": arm, "protocol": protocol, "icp": icp,
@@ -138,7 +142,9 @@ def main() -> None:
         "budget": {"steps": args.steps, "batch_size": card0["train"]["batch_size"], "seeds": seeds,
                    "num_points": card0["preprocess"]["num_points"], "config": card0["config"], "extra": extra},
         "data": "shapes: train on 14 categories x 200 instances; clean = 280 held-out instances of those "
-                "categories, unseen = 240 instances of the 6 held-out categories",
+                "categories, unseen = 240 instances of the 6 held-out categories, partial/noisy = the clean set "
+                "cropped/jittered; bunny = 80 real Stanford scan pairs (data/bunny)",
+        "protocols": protocols,
         "summary": summary,
         "runs": rows,
     })  # fmt: skip
