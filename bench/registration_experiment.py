@@ -62,19 +62,18 @@ def train(arm: str, seed: int, steps: int, folder: Path, extra: list[str]) -> di
     return json.loads(card_path.read_text())
 
 
-def evaluate(folder: Path, protocol: str, icp: str | None) -> dict:
-    """Evaluate a trained arm on one protocol, with or without ICP (cached in the run folder)."""
+def evaluate(folder: Path, sha256: str, protocol: str, icp: str | None) -> dict:
+    """Evaluate a trained arm (its model's sha256) on one protocol, with or without ICP, cached in the run folder."""
     out = folder / f"eval_{protocol}_{icp or 'none'}.json"
-    card = json.loads((folder / "model_card.json").read_text())
-    if not out.is_file() or json.loads(out.read_text()).get("model_sha256") != card["sha256"]:
+    cached = json.loads(out.read_text()) if out.is_file() else {}
+    if cached.get("model_sha256") != sha256:
         data, variant = ("bunny:data/bunny", "clean") if protocol == "bunny" else ("shapes", protocol)
         cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", data, "--protocol", variant,
                "--json", str(out)] + (["--icp", icp] if icp else [])  # fmt: skip
         run(cmd, folder.parent / f"{folder.name}.log")
-        result = json.loads(out.read_text())
-        result["model_sha256"] = card["sha256"]
-        out.write_text(json.dumps(result, indent=2))
-    return json.loads(out.read_text())
+        cached = {**json.loads(out.read_text()), "model_sha256": sha256}
+        out.write_text(json.dumps(cached, indent=2))
+    return cached
 
 
 def summarise(values: list[float]) -> dict:
@@ -120,7 +119,7 @@ def main() -> None:
     for r in runs:
         for protocol in protocols:
             for icp in ICP:
-                result = evaluate(r["folder"], protocol, icp)
+                result = evaluate(r["folder"], r["card"]["sha256"], protocol, icp)
                 rows.append({"arm": r["arm"], "seed": r["seed"], "protocol": protocol, "icp": icp,
                              "pairs": result["samples"], "train_wall_s": r["card"]["train"]["wall_s"],
                              "time_ms_median": result["time_ms"]["median"], **{m: result[m] for m in METRICS}})  # fmt: skip

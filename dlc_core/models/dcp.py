@@ -10,7 +10,9 @@ nothing at test time looks at the ground truth.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 from ..geometry import compose, rotation_angle, transform_points
 from .embeddings import DGCNNEmbedding, PointNetEmbedding
 from .procrustes import procrustes
+
+PassT = TypeVar("PassT")
 
 BACKBONES = ("dcp", "dcp-pointnet")
 
@@ -132,23 +136,43 @@ class IterativeDCP(nn.Module):
         With stop thresholds, an example whose latest update is below both thresholds keeps its estimate, and the
         loop ends when every example has stopped (the update size is the test-time stopping rule; no ground truth).
         """
-        b = src.shape[0]
-        if init is None:
-            r = torch.eye(3, dtype=src.dtype, device=src.device).expand(b, 3, 3)
-            t = torch.zeros(b, 3, dtype=src.dtype, device=src.device)
-        else:
-            r, t = init
-        active = torch.ones(b, dtype=torch.bool, device=src.device)
-        results: list[PassResult] = []
-        for _ in range(passes):
-            r_i, t_i, corr, valid = self.dcp(transform_points(r, t, src), tgt)
-            r_new, t_new = compose(r_i, t_i, r, t)
-            r = torch.where(active[:, None, None], r_new, r)
-            t = torch.where(active[:, None], t_new, t)
-            results.append(PassResult(r, t, corr, valid))
-            if stop_angle_deg is not None and stop_translation is not None:
-                small = (torch.rad2deg(rotation_angle(r_i)) < stop_angle_deg) & (t_i.norm(dim=-1) < stop_translation)
-                active = active & ~small
-                if not bool(active.any()):
-                    break
-        return results
+        def step(moved: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor, Tensor], PassResult]]:
+            r_i, t_i, corr, valid = self.dcp(moved, tgt)
+            return r_i, t_i, lambda r, t: PassResult(r, t, corr, valid)
+
+        return unroll(step, src, passes, init, stop_angle_deg, stop_translation)
+
+
+def unroll(
+    step: Callable[[Tensor], tuple[Tensor, Tensor, Callable[[Tensor, Tensor], PassT]]],
+    src: Tensor,
+    passes: int,
+    init: tuple[Tensor, Tensor] | None,
+    stop_angle_deg: float | None,
+    stop_translation: float | None,
+) -> list[PassT]:
+    """The pass loop both backbones share: each pass sees the source moved by the estimate so far, its update is
+    composed on the left, and, with stop thresholds, an example whose update is below both keeps its estimate.
+
+    step(moved source) -> (update rotation, update translation, a builder of the pass result from the new estimate).
+    """
+    b = src.shape[0]
+    if init is None:
+        r = torch.eye(3, dtype=src.dtype, device=src.device).expand(b, 3, 3)
+        t = torch.zeros(b, 3, dtype=src.dtype, device=src.device)
+    else:
+        r, t = init
+    active = torch.ones(b, dtype=torch.bool, device=src.device)
+    results: list[PassT] = []
+    for _ in range(passes):
+        r_i, t_i, result = step(transform_points(r, t, src))
+        r_new, t_new = compose(r_i, t_i, r, t)
+        r = torch.where(active[:, None, None], r_new, r)
+        t = torch.where(active[:, None], t_new, t)
+        results.append(result(r, t))
+        if stop_angle_deg is not None and stop_translation is not None:
+            small = (torch.rad2deg(rotation_angle(r_i)) < stop_angle_deg) & (t_i.norm(dim=-1) < stop_translation)
+            active = active & ~small
+            if not bool(active.any()):
+                break
+    return results

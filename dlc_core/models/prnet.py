@@ -25,14 +25,15 @@ Choices the PRNet code leaves open or gets wrong (METHOD.md §3.1), made here:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..geometry import compose, rotation_angle, transform_points
-from .dcp import ContextTransformer, PassResult
+from ..geometry import compose
+from .dcp import ContextTransformer, PassResult, unroll
 from .embeddings import edge_features, knn_indices
 from .procrustes import procrustes
 
@@ -249,27 +250,13 @@ class PRNet(nn.Module):
         Same contract as IterativeDCP.forward (early stop per example when the update is below both thresholds);
         `cycle` also runs each iteration's reverse head so that auxiliary_losses can return the cycle term.
         """
-        b = src.shape[0]
-        if init is None:
-            r = torch.eye(3, dtype=src.dtype, device=src.device).expand(b, 3, 3)
-            t = torch.zeros(b, 3, dtype=src.dtype, device=src.device)
-        else:
-            r, t = init
-        active = torch.ones(b, dtype=torch.bool, device=src.device)
-        results: list[PRNetPassResult] = []
-        for _ in range(passes):
-            out = self.iteration(transform_points(r, t, src), tgt, cycle)
-            r_new, t_new = compose(out.rotation, out.translation, r, t)
-            r = torch.where(active[:, None, None], r_new, r)
-            t = torch.where(active[:, None], t_new, t)
-            results.append(PRNetPassResult(r, t, out.correspondences, out.valid, out.feature_disparity, out.cycle))
-            if stop_angle_deg is not None and stop_translation is not None:
-                angle = torch.rad2deg(rotation_angle(out.rotation))
-                small = (angle < stop_angle_deg) & (out.translation.norm(dim=-1) < stop_translation)
-                active = active & ~small
-                if not bool(active.any()):
-                    break
-        return results
+        def step(moved: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor, Tensor], PRNetPassResult]]:
+            out = self.iteration(moved, tgt, cycle)
+            return out.rotation, out.translation, lambda r, t: PRNetPassResult(
+                r, t, out.correspondences, out.valid, out.feature_disparity, out.cycle
+            )
+
+        return unroll(step, src, passes, init, stop_angle_deg, stop_translation)
 
 
 def auxiliary_losses(passes: list[PassResult], discount: float) -> dict[str, Tensor]:
