@@ -18,6 +18,7 @@ import argparse
 import functools
 import importlib
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,11 +26,16 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.utilities import remove_ros_args
 
 from dlc_core.errors import InputError
 
-# Node name -> "module:class". homography_node and lstm_demo_node join here when they exist.
-NODES = {"registration_node": "dlc_ros.registration_node:RegistrationNode"}
+# Node name -> "module:class". homography_node joins here when it exists.
+NODES = {
+    "registration_node": "dlc_ros.registration_node:RegistrationNode",
+    "lstm_demo_node": "dlc_ros.lstm_demo_node:LSTMDemoNode",
+    "mnist_digit_publisher": "dlc_ros.lstm_demo_node:DigitPublisher",
+}
 PARAMS_KEY = "ros__parameters"
 
 
@@ -68,6 +74,24 @@ def spin_nodes(factories: Sequence[Callable[..., Any]], ros_args: Sequence[str])
                 node.close()
                 node.destroy_node()
     return 0
+
+
+def console_main(node_class: Callable[..., Any], name: str, params: Sequence[Any], argv: Sequence[str] | None,
+                 description: str | None = None) -> int:
+    """A node's console script (``ros2 run dlc_ros NAME``): --help lists the parameters, bad input is one line and
+    exit code 2."""
+    from .cli import EXIT_INPUT_ERROR
+    from .params import parameter_help
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=name, description=description or (node_class.__doc__ or "").split("\n\n")[0],
+                                     epilog=parameter_help(params), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.parse_args(remove_ros_args([name, *argv])[1:])
+    try:
+        return spin_nodes([node_class], argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
 
 
 def _sections(tree: dict, namespace: str, path: Path) -> Iterator[tuple[str, str]]:

@@ -129,6 +129,52 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("training.registration", "train"))
 
 
+def _add_train_lstm(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "lstm",
+        "Train the LSTM digit classifier (pixel-by-pixel MNIST, METHOD.md §3.2) with or without DLC.",
+        "dlc train lstm --data ../shared/data/mnist_5k --mode pixel --dlc --out runs/lstm_dlc --epochs 60",
+    )
+    p.add_argument("--data", required=True, help="MNIST folder (mnist_train_5k.csv or train-images-idx3-ubyte[.gz]), "
+                   "a CSV (label, 784 pixels per row) or an images IDX file with its labels beside it")  # fmt: skip
+    p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
+    p.add_argument("--mode", default="pixel", choices=("pixel", "row"), help="784 steps of 1 pixel (default) or 28 rows")
+    p.add_argument("--hidden", type=_positive_int, default=64, help="LSTM hidden size (default 64, the example's)")
+    p.add_argument("--epochs", type=_positive_int, default=60)
+    p.add_argument("--steps", type=_positive_int, default=None, help="cap on optimiser steps (default: epochs x batches)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="stratified share held out for validation (0.1)")
+    p.add_argument("--shift", type=int, default=2, choices=range(0, 5), metavar="0-4",
+                   help="augmentation: random shifts of up to this many pixels (default 2)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes (DDP: gloo on CPU, nccl on GPU)")
+    _add_common(p)
+    o = p.add_argument_group("optimiser (Adam, cosine decay over the planned steps)")
+    o.add_argument("--lr", type=float, default=2e-3)
+    o.add_argument("--weight-decay", type=float, default=0.0)
+    o.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm")
+    _add_dlc_flags(p)
+    p.add_argument_group("classification DLC chart").add_argument(
+        "--noise-sigma", type=float, default=1.0, help="σ of the Gaussian noise on the one-hot's logits (default 1, py-sc)")
+    p.set_defaults(handler=_lazy("training.lstm", "train"))
+
+
+def _add_eval_lstm(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "lstm",
+        "Classify the test digits of an MNIST folder or file and report the accuracy.",
+        "dlc eval lstm --model models/lstm_dlc_mnist --data ../shared/data/mnist_5k --json lstm.json",
+    )
+    p.add_argument("--model", required=True, help="model folder (model.pt + model_card.json)")
+    p.add_argument("--data", required=True, help="MNIST folder (its t10k pair), a CSV, or an images IDX file")
+    p.add_argument("--samples", type=_positive_int, default=None, help="only the first N digits")
+    p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
+    _add_common(p)
+    p.set_defaults(handler=_lazy("training.lstm", "evaluate"))
+
+
 def _add_eval_registration(sub: argparse._SubParsersAction) -> None:
     p = _parser(
         sub,
@@ -241,6 +287,13 @@ def _add_ros_verbs(verbs: argparse._SubParsersAction) -> None:
                 "dlc node registration --ros-args -p model_path:=models/lidar_dlc -r points:=/velodyne_points")  # fmt: skip
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters, remappings)")
     p.set_defaults(handler=_lazy("dlc_ros.registration_node", "cli_main"))
+    p = _parser(kinds, "lstm", "LSTM digit classifier node: sensor_msgs/Image in, class (Int32) and probabilities out; "
+                "with --demo-source, a publisher of real MNIST digits runs beside it.",
+                "dlc node lstm --demo-source ../shared/data/mnist_5k --rate 2")  # fmt: skip
+    p.add_argument("--demo-source", default=None, metavar="DATA", help="MNIST folder or file: publish its test digits")
+    p.add_argument("--rate", type=float, default=2.0, help="digits per second of the demo source (default 2)")
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters, remappings)")
+    p.set_defaults(handler=_lazy("dlc_ros.lstm_demo_node", "cli_main"))
     p = _parser(verbs, "bringup", "Start the nodes named in a ROS 2 parameter file in one process.",
                 "dlc bringup config/registration.yaml")  # fmt: skip
     p.add_argument("params", help="YAML parameter file: node_name: {ros__parameters: {...}}")
@@ -282,11 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlc", description="Deep Loss Convexification for ROS 2: train, evaluate, run.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     train = verbs.add_parser("train", help="train a model", description="Train a model with or without DLC.")
-    _add_train_registration(train.add_subparsers(dest="task", required=True, metavar="TASK"))
+    train_tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
+    _add_train_registration(train_tasks)
+    _add_train_lstm(train_tasks)
     evaluate = verbs.add_parser("eval", help="evaluate a model", description="Evaluate a trained model.")
     eval_tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
     _add_eval_registration(eval_tasks)
     _add_eval_pairs(eval_tasks)
+    _add_eval_lstm(eval_tasks)
     _add_bag(verbs)
     _add_sim(verbs)
     _add_ros_verbs(verbs)
@@ -300,7 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn bad input into one line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    # ROS arguments go to rclpy untouched (argparse would take --ros-args for an unknown option after other flags).
+    cut = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv[:cut])
+    if cut < len(argv):
+        if not hasattr(args, "ros_args"):
+            parser.error(f"dlc {args.verb} takes no --ros-args")
+        args.ros_args = [*args.ros_args, *argv[cut:]]
     args.command = " ".join(["dlc", *argv])
     from dlc_core.errors import InputError
 

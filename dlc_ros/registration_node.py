@@ -34,7 +34,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry as OdometryMsg
 from nav_msgs.msg import Path as PathMsg
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import (
     QoSMessageLostInfo,
@@ -42,11 +41,8 @@ from rclpy.event_handler import (
     SubscriptionEventCallbacks,
     qos_policy_name_from_kind,
 )
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
@@ -57,6 +53,7 @@ from dlc_core.pipeline import PipelineConfig, ScanRegistrar
 from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.trajectory_metrics import write_kitti, write_tum
 
+from .params import Param, declare
 from .pointcloud2 import PointCloudError, decode_cloud, xyz_to_cloud
 from .ros_convert import diagnostic_array, odometry_msg, pose_stamped_msg, stamp_ns, transform_msg, twist_msg
 
@@ -73,46 +70,6 @@ TRAJECTORY_FILES = ("poses_kitti.txt", "poses_tum.txt")
 
 
 # ---------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class Param:
-    """One ROS parameter: default (its type is the parameter's type), meaning, allowed values; read-only unless
-    `dynamic` (then it can change at run time with ``ros2 param set``)."""
-
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-    bounds: tuple[float, float] | None = None
-    dynamic: bool = False
-    non_empty: bool = False
-
-    def descriptor(self) -> ParameterDescriptor:
-        """The descriptor rclpy enforces (type, range, read-only) and tools such as ``ros2 param describe`` show."""
-        d = ParameterDescriptor(name=self.name, description=self.description, read_only=not self.dynamic)
-        if self.choices:
-            d.additional_constraints = "one of: " + ", ".join(self.choices)
-        if self.bounds is not None and isinstance(self.default, int):
-            d.integer_range = [IntegerRange(from_value=int(self.bounds[0]), to_value=int(self.bounds[1]), step=1)]
-        elif self.bounds is not None:
-            d.floating_point_range = [FloatingPointRange(from_value=self.bounds[0], to_value=self.bounds[1], step=0.0)]
-        return d
-
-    def refusal(self, value: Any) -> str | None:
-        """Why `value` is refused beyond what the descriptor checks (choices, emptiness), or None."""
-        if self.choices and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-        if self.non_empty and not value:
-            return f"{self.name} must not be empty"
-        return None
-
-    def help_line(self) -> str:
-        """`name (type, default): description [allowed]` for --help and the README table."""
-        bounds = f"{self.bounds[0]:g}..{self.bounds[1]:g}" if self.bounds else ""
-        allowed, kind = ", ".join(self.choices) or bounds, type(self.default).__name__
-        return f"  {self.name} ({kind}, default {self.default!r}{', run-time' if self.dynamic else ''}): " \
-               f"{self.description}{f' [{allowed}]' if allowed else ''}"  # fmt: skip
 
 
 PIPELINE, PREPROCESS = PipelineConfig(), ScanPreprocess()  # the defaults below are theirs (as in dlc bag eval)
@@ -155,12 +112,6 @@ PARAMETERS = (
           "shutdown; empty = do not save", dynamic=True),  # fmt: skip
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", bounds=(0.1, 60.0)),
 )
-PARAMS_BY_NAME = {p.name: p for p in PARAMETERS}
-
-
-def parameter_help() -> str:
-    """The parameter list of --help."""
-    return "parameters (--ros-args -p name:=value):\n" + "\n".join(p.help_line() for p in PARAMETERS)
 
 
 def default_model_path() -> Path:
@@ -371,7 +322,7 @@ class RegistrationNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        values = self._declare_parameters()
+        values = declare(self, PARAMETERS, self._extra_check)
         self._registrar, self._model = build_registrar(values)
         torch.set_num_threads(threads(values))  # GICP takes its count from the ICP config
         self._device = describe_device(self._registrar)
@@ -392,26 +343,12 @@ class RegistrationNode(Node):
 
     # -- set-up
 
-    def _declare_parameters(self) -> dict[str, Any]:
-        """Declare every parameter with its descriptor; a refused start-up value is an InputError naming it."""
-        self.add_on_set_parameters_callback(self._check_parameters)
-        for param in PARAMETERS:
-            try:
-                self.declare_parameter(param.name, param.default, param.descriptor())
-            except ParameterException as exc:
-                raise InputError(f"parameter {param.name}: {str(exc).splitlines()[0]}") from None
-        return {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
-
-    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Refuse values the descriptors cannot express (choices, empty names, a trajectory_dir that is a file)."""
-        for param in params:
-            spec = PARAMS_BY_NAME.get(param.name)
-            reason = spec.refusal(param.value) if spec is not None else None
-            if param.name == "trajectory_dir" and param.value and Path(param.value).is_file():
-                reason = f"trajectory_dir {param.value!r} is a file, not a folder"
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+    @staticmethod
+    def _extra_check(name: str, value: Any) -> str | None:
+        """A trajectory_dir that is a file is refused (the descriptors cannot say so)."""
+        if name == "trajectory_dir" and value and Path(value).is_file():
+            return f"trajectory_dir {value!r} is a file, not a folder"
+        return None
 
     def _log_start(self, values: dict[str, Any]) -> None:
         """One line with the model, the device and the warm-up time."""
@@ -661,18 +598,9 @@ def cli_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``registration_node`` (``ros2 run dlc_ros registration_node [--ros-args ...]``)."""
-    from .bringup import spin_nodes
-    from .cli import EXIT_INPUT_ERROR
+    from .bringup import console_main
 
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog=NODE_NAME, description=__doc__.split("\n\n")[0], epilog=parameter_help(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.parse_args(remove_ros_args([NODE_NAME, *argv])[1:])
-    try:
-        return spin_nodes([RegistrationNode], argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+    return console_main(RegistrationNode, NODE_NAME, PARAMETERS, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

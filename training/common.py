@@ -7,14 +7,14 @@ import platform
 import random
 import resource
 import subprocess
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from dlc_core.atomic import atomic_path
 from dlc_core.errors import InputError
 from dlc_core.progress import progress  # noqa: F401  (re-exported for the trainers)
 
@@ -84,3 +84,30 @@ def time_stats_ms(seconds: list[float]) -> dict[str, float | None]:
         return {"mean": None, "median": None, "p95": None}
     ms = np.asarray(seconds) * 1000.0
     return {"mean": float(ms.mean()), "median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
+
+
+def write_train_state(path: Path, state: dict[str, Any], args: Any, keys: tuple[str, ...]) -> None:
+    """Write a run's full state for --resume (atomically), with torch's global RNG (dropout draws from it) and the
+    flags that must match when it resumes."""
+    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    with atomic_path(path) as tmp:
+        torch.save({**state, "rng": rng, "args": {k: getattr(args, k) for k in keys}}, tmp)
+
+
+def read_train_state(path: Path, args: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The state written by write_train_state, refused with one line when missing, unreadable or made with other
+    values of `keys` than `args` has; torch's global RNG is restored from it."""
+    if not path.is_file():
+        raise InputError(f"--resume: {path} does not exist (nothing to resume)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = state["args"]
+    except Exception as exc:  # a damaged file may fail in several ways inside torch.load
+        raise InputError(f"--resume: {path} cannot be read ({type(exc).__name__})") from None
+    changed = [k for k in keys if saved.get(k) != getattr(args, k)]
+    if changed:
+        raise InputError(f"--resume: these options differ from the saved run: {', '.join('--' + k.replace('_', '-') for k in changed)}")
+    torch.set_rng_state(state["rng"]["cpu"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state

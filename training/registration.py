@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from dlc_core.atomic import atomic_path, write_json
+from dlc_core.atomic import write_json
 from dlc_core.checkpoint import save_checkpoint
 from dlc_core.data.registration_data import evaluation_set, parse_spec, parse_specs, training_sets
 from dlc_core.data.scan_pairs import ScanPairDataset, open_sequences
@@ -238,24 +238,12 @@ def _save_state(out: Path, args: argparse.Namespace, t: Training) -> None:
         "step": t.step,
         "epoch": t.epoch,
         "wall_s": t.wall_s,
-        "args": {k: getattr(args, k) for k in RESUME_KEYS},
     }
-    with atomic_path(out / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+    common.write_train_state(out / STATE_FILE, state, args, RESUME_KEYS)
 
 
 def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
-    path = out / STATE_FILE
-    if not path.is_file():
-        raise InputError(f"--resume: {path} does not exist (nothing to resume)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = state["args"]
-    except Exception as exc:  # a damaged file may fail in several ways inside torch.load
-        raise InputError(f"--resume: {path} cannot be read ({type(exc).__name__})") from None
-    changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(args, k)]
-    if changed:
-        raise InputError(f"--resume: these options differ from the saved run: {', '.join('--' + k.replace('_', '-') for k in changed)}")
+    state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
     t.model.load_state_dict(state["model"])
     if t.dlc is not None:
         t.dlc.load_state_dict(state["dlc"])

@@ -28,6 +28,9 @@ def test_colcon_build_installs_the_executables_launch_and_config(tmp_path: Path)
     prefix = tmp_path / "install" / "dlc_ros"
     assert (prefix / "lib" / "dlc_ros" / "dlc").is_file()
     assert (prefix / "share" / "dlc_ros" / "launch" / "registration.launch.py").is_file()
+    assert (prefix / "share" / "dlc_ros" / "launch" / "lstm_demo.launch.py").is_file()
+    assert (prefix / "share" / "dlc_ros" / "models" / "lstm_dlc_mnist" / "model_card.json").is_file()
+    assert (prefix / "lib" / "dlc_ros" / "lstm_demo_node").is_file() and (prefix / "lib" / "dlc_ros" / "mnist_digit_publisher").is_file()
     assert (prefix / "share" / "dlc_ros" / "config" / "registration.yaml").is_file()
     executable = prefix / "lib" / "dlc_ros" / "registration_node"
     script = f". '{tmp_path / 'install' / 'setup.sh'}' && '{executable}' --help"
@@ -64,3 +67,16 @@ def test_launch_file_loads_with_launch_ros(tmp_path: Path) -> None:
     assert node.node_executable == "registration_node" and node.node_package == "dlc_ros"
     command = [c.perform(context) for part in player.cmd for c in part]
     assert command[1:] == ["-m", "dlc_ros.cli", "bag", "play", bag, "--wait-subscribers", "120", "--clock"]
+
+
+def test_lstm_demo_launch_file_loads_with_launch_ros(tmp_path: Path) -> None:
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (not a wheel; DECISIONS D9)")
+    from launch.actions import DeclareLaunchArgument
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    from launch_ros.actions import Node
+
+    description = get_launch_description_from_python_launch_file(str(REPO / "launch" / "lstm_demo.launch.py"))
+    names = [e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)]
+    assert names == ["data", "model_path", "rate_hz", "image_topic"]
+    nodes = [e for e in description.entities if isinstance(e, Node)]
+    assert [n.node_executable for n in nodes] == ["lstm_demo_node", "mnist_digit_publisher"]

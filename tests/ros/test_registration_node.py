@@ -11,11 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +18,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 wheels) not installed")
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.context import Context  # noqa: E402
 from rclpy.event_handler import PublisherEventCallbacks  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -44,15 +33,14 @@ from dlc_ros.bag_io import ground_truth, open_bag, quaternion_to_matrix  # noqa:
 from dlc_ros.pointcloud2 import decode_cloud, xyz_to_cloud  # noqa: E402
 from dlc_ros.ros_convert import stamp_ns, time_msg  # noqa: E402
 
+from .graph import RELIABLE, START_S, Graph, NodeProcess, process  # noqa: E402
 from .test_ros_units import tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "bags" / "sample"
 TOPIC = "/velodyne_points"
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 BEST_EFFORT = ReliabilityPolicy.BEST_EFFORT
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-START_S = 90.0  # the node imports torch and open3d and warms up: slow on a busy 2-core machine
 STEP_S = 60.0  # one registration, with margin for the same machine
 CHUNK = 80  # hostile clouds sent before waiting for the node to count them (its queue holds 100)
 # The offline pipeline's tolerances on consecutive real KITTI scans (tests/test_lidar_pipeline.py).
@@ -68,102 +56,6 @@ def sample() -> dict[str, Any]:
     stamps = [stamp_ns(c.header.stamp) for c in clouds]
     assert stamps == gt_stamps.tolist()
     return {"clouds": clouds, "stamps": stamps, "gt": gt_poses}
-
-
-# ---------------------------------------------------------------- the test's side of the graph
-
-
-class Graph:
-    """This test's rclpy Context and node, spun in a background thread; received messages per topic."""
-
-    def __init__(self) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("dlc_test", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.received: dict[str, list] = defaultdict(list)
-        self.subscriptions: dict[str, Any] = {}
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def listen(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> list:
-        """Collect `topic`'s messages; returns the list they are appended to."""
-        self.subscriptions[topic] = self.node.create_subscription(msg_type, topic, self.received[topic].append, qos)
-        return self.received[topic]
-
-    def wait_until_connected(self, publisher: Any, listened: str, proc: NodeProcess) -> None:
-        """Wait until the node's subscription matched `publisher` and this graph's subscription on `listened`
-        matched the node's publisher (each side sees the match on its own time; a message sent before is lost)."""
-        self.wait_for(lambda: publisher.get_subscription_count(), START_S, "the node's subscription", proc)
-        self.wait_for(lambda: self.subscriptions[listened].get_publisher_count(), START_S, f"{listened} matched", proc)
-
-    def wait_for(self, condition: Callable[[], Any], timeout: float, what: str, proc: Any = None) -> Any:
-        """Poll until `condition()` is truthy; fail with `what` (and the node's log) after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = condition()
-            if result:
-                return result
-            if proc is not None and proc.poll() is not None:
-                pytest.fail(f"the node exited ({proc.returncode}) while waiting for {what}:\n{proc.log()}")
-            time.sleep(0.05)
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f":\n{proc.log()}" if proc else ""))
-
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
-        """Call a service and wait for its response."""
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, f"the response of {name}")
-        self.node.destroy_client(client)
-        return future.result()
-
-    def set_parameter(self, node: str, name: str, value: Any) -> Any:
-        """SetParameters on `node`; the one result (successful, reason)."""
-        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
-        return self.call(SetParameters, f"{node}/set_parameters", request).results[0]
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        rclpy.shutdown(context=self.context)
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def graph() -> Iterator[Graph]:
-    g = Graph()
-    yield g
-    g.close()
-
-
-class NodeProcess(subprocess.Popen):
-    """A dlc_ros process whose output goes to a file (read with log())."""
-
-    def __init__(self, args: list[str], log_path: Path) -> None:
-        self.log_path = log_path
-        with open(log_path, "w") as out:
-            super().__init__([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, text=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
-        """Send `sig` and wait for the exit code."""
-        self.send_signal(sig)
-        return self.wait(timeout=timeout)
-
-
-@contextmanager
-def process(args: list[str], log_path: Path) -> Iterator[NodeProcess]:
-    """Run a dlc_ros process for the body; killed in any case at the end."""
-    proc = NodeProcess(args, log_path)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def registration_node(tmp_path: Path, *params: str) -> list[str]:

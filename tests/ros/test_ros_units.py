@@ -25,6 +25,7 @@ from dlc_core.scan_preprocess import ScanPreprocess  # noqa: E402
 from dlc_ros import bag_play, bringup  # noqa: E402
 from dlc_ros import registration_node as rn  # noqa: E402
 from dlc_ros.bag_io import open_bag, quaternion_to_matrix  # noqa: E402
+from dlc_ros.params import parameter_help  # noqa: E402
 from dlc_ros.ros_convert import diagnostic_array, odometry_msg, stamp_ns, time_msg, transform_msg, twist_msg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,14 +122,14 @@ def test_diagnostic_array_levels_and_values() -> None:
 
 
 def test_parameter_descriptors_and_refusals() -> None:
-    specs = rn.PARAMS_BY_NAME
+    specs = {p.name: p for p in rn.PARAMETERS}
     assert specs["qos_depth"].descriptor().integer_range[0].to_value == 100
     assert specs["max_range"].descriptor().floating_point_range[0].from_value == 1.0
     assert specs["trajectory_dir"].descriptor().read_only is False and specs["device"].descriptor().read_only is True
     assert "one of auto, cpu, cuda" in specs["device"].refusal("gpu") and specs["device"].refusal("cpu") is None
     assert specs["odom_frame"].refusal("") == "odom_frame must not be empty"
-    assert all(p.name in rn.parameter_help() for p in rn.PARAMETERS)
-    assert rn.PARAMS_BY_NAME["qos_reliability"].default == "reliable"
+    assert all(p.name in parameter_help(rn.PARAMETERS) for p in rn.PARAMETERS)
+    assert specs["qos_reliability"].default == "reliable"
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_bringup_reads_nodes_and_namespaces(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("homography_nod:\n  ros__parameters: {}\n", "homography_nod is not a dlc_ros node \\(known: registration_node\\)"),
+    ("homography_nod:\n  ros__parameters: {}\n", "homography_nod is not a dlc_ros node \\(known: registration_node, lstm_demo_node, mnist_digit_publisher\\)"),
     ("/**:\n  ros__parameters: {}\n", "configures no dlc_ros node"),
     ("registration_node: 3\n", "must be a mapping with ros__parameters"),
     ("a: [\n", "not valid YAML"),

@@ -1,0 +1,271 @@
+"""``dlc train lstm`` and ``dlc eval lstm``: the LSTM digit classifier of METHOD.md §3.2, with or without DLC.
+
+Training is a plain loop over epochs and batches (Adam, cosine learning-rate decay over the planned steps,
+gradient clipping, optional random shifts of up to --shift pixels). With DLC the hinges of the classification
+chart (dlc_core.classification_objective) are added to the cross-entropy through the same DLCLoss the
+registration trainer uses; the no-DLC twin is the same run without them. A stratified tenth of the training
+digits (the same for every seed) is held out for validation; after every epoch the model is validated and written
+atomically with its card, and the full state is written for --resume. The model kept is the one at the end of the
+budget, as for registration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from dlc_core.atomic import write_json
+from dlc_core.checkpoint import save_checkpoint
+from dlc_core.classification_objective import SoftmaxChart, cross_entropy_landscape, one_hot
+from dlc_core.data.mnist import load_mnist, stratified_split
+from dlc_core.dlc_loss import DLCLoss
+from dlc_core.errors import InputError
+from dlc_core.models.lstm import CLASSES, LSTMClassifier, LSTMConfig, load_lstm_model
+
+from . import common
+from .distributed import Rank, average_gradients, broadcast_buffers, launch
+from .registration import dlc_config
+
+STATE_FILE = "train_state.pt"
+SPLIT_SEED = 0  # the validation digits are the same for every seed and arm
+EVAL_BATCH = 1000
+RESUME_KEYS = (
+    "data", "mode", "hidden", "dlc", "batch_size", "seed", "lr", "weight_decay", "val_fraction", "shift", "K", "beta",
+    "alpha", "mu", "agg", "terms", "trainable", "noise_sigma",
+)  # fmt: skip
+
+
+@dataclass
+class Training:
+    """A run's model (maybe DDP-wrapped), DLC loss, optimiser, schedule and counters."""
+
+    model: LSTMClassifier
+    runner: torch.nn.Module
+    dlc: DLCLoss | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    wall_s: float = 0.0
+
+
+def model_config(args: argparse.Namespace) -> LSTMConfig:
+    """The architecture the flags ask for."""
+    try:
+        return LSTMConfig(mode=args.mode, hidden=args.hidden)
+    except ValueError as exc:
+        raise InputError(f"LSTM option: {exc}") from None
+
+
+def shift_images(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by a random whole-pixel offset in [-max_shift, max_shift]² (zeros shifted in)."""
+    if max_shift == 0:
+        return images
+    n, side = len(images), images.shape[-1]
+    padded = F.pad(images, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator, device=generator.device).tolist()
+    return torch.stack([padded[i, r : r + side, c : c + side] for i, (r, c) in enumerate(offsets)])
+
+
+def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> Training:
+    """Model, DLC loss, optimiser and schedule, seeded so every rank starts identical."""
+    common.seed_everything(args.seed)
+    model = LSTMClassifier(model_config(args)).to(device)
+    dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
+    params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    runner: torch.nn.Module = model
+    if rank.distributed:
+        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank.rank)
+    return Training(model, runner, dlc, optimizer, scheduler, generator, total)
+
+
+def train_step(t: Training, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, rank: Rank) -> dict[str, float]:
+    """One optimiser step; returns the numbers the progress bar shows."""
+    t.runner.train()
+    logits = t.runner(shift_images(images, args.shift, t.generator))
+    if t.dlc is None:
+        task = F.cross_entropy(logits, labels)
+        loss, stats = task, {}
+    else:
+        terms = t.dlc(cross_entropy_landscape(logits), one_hot(labels, CLASSES), SoftmaxChart(args.noise_sigma), t.generator)
+        task = terms.landscape_at_truth.mean()  # L(y) = CE with the label
+        loss = task + terms.loss
+        stats = {"h1": terms.h1.item(), "h2": terms.h2.item(), "h3": terms.h3.item()}
+    t.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if rank.distributed and t.dlc is not None:
+        average_gradients(list(t.dlc.parameters()), rank.world_size)
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.grad_clip)
+    if torch.isfinite(grad_norm):
+        t.optimizer.step()
+    if rank.distributed:
+        broadcast_buffers(t.model)
+    t.scheduler.step()
+    t.step += 1
+    return {"task": task.item(), **stats, "loss": loss.item()}
+
+
+@torch.no_grad()
+def predict(model: LSTMClassifier, images: np.ndarray, device: torch.device, batch: int = EVAL_BATCH) -> tuple[np.ndarray, list[float]]:
+    """Class probabilities (N, 10) of uint8 images (N, 28, 28), and the seconds each batch took."""
+    model.eval()
+    probs, seconds = [], []
+    for i in range(0, len(images), batch):
+        started = time.perf_counter()
+        logits = model(torch.as_tensor(images[i : i + batch], device=device))
+        probs.append(torch.softmax(logits, -1).cpu().numpy())
+        seconds.append(time.perf_counter() - started)
+    return np.concatenate(probs) if probs else np.zeros((0, CLASSES), np.float32), seconds
+
+
+def validate(model: LSTMClassifier, images: np.ndarray, labels: np.ndarray, device: torch.device) -> dict[str, float]:
+    """Cross-entropy and accuracy on the validation digits."""
+    probs, _ = predict(model, images, device)
+    picked = probs[np.arange(len(labels)), labels]
+    return {
+        "val_loss": float(-np.log(np.clip(picked, 1e-12, None)).mean()),
+        "val_accuracy": float((probs.argmax(1) == labels).mean()),
+    }
+
+
+def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device) -> dict:
+    dlc_block: dict = {"enabled": False}
+    if t.dlc is not None:
+        learned = {name: float(getattr(t.dlc, name)()) for name in t.dlc.config.trainable}
+        dlc_block = {**t.dlc.config.card(), **learned, "noise": SoftmaxChart(args.noise_sigma).card()}
+    return {
+        "task": "lstm",
+        "backbone": "lstm",
+        "config": model_config(args).card(),
+        "preprocess": {"input": "28x28 uint8, white digit on black", "normalise": "(x/255 - 0.1307) / 0.3081"},
+        "dlc": dlc_block,
+        "train": {
+            "data": args.data, **split, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
+            "optimizer": "adam", "lr": args.lr, "schedule": "cosine", "weight_decay": args.weight_decay,
+            "grad_clip": args.grad_clip, "shift": args.shift, "seed": args.seed, "command": args.command,
+            "git_commit": common.git_commit(), "torch": torch.__version__, "device": device.type,
+            "world_size": args.nproc, "wall_s": round(t.wall_s, 1), "date": common.now_iso(),
+        },
+        "metrics": metrics,
+    }  # fmt: skip
+
+
+def _state(t: Training) -> dict:
+    return {
+        "model": t.model.state_dict(),
+        "dlc": t.dlc.state_dict() if t.dlc is not None else None,
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "generator": t.generator.get_state(),
+        "step": t.step,
+        "epoch": t.epoch,
+        "wall_s": t.wall_s,
+    }
+
+
+def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
+    state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
+    t.model.load_state_dict(state["model"])
+    if t.dlc is not None:
+        t.dlc.load_state_dict(state["dlc"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.generator.set_state(state["generator"])
+    t.step, t.epoch, t.wall_s = state["step"], state["epoch"], state["wall_s"]
+
+
+def train_worker(rank: Rank, args: argparse.Namespace) -> None:
+    """The training loop run by every rank; rank 0 validates and writes the files."""
+    device = common.resolve_device(args.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", rank.rank % torch.cuda.device_count())
+    images, labels = load_mnist(args.data, "train")
+    train_idx, val_idx = stratified_split(labels, args.val_fraction, SPLIT_SEED)
+    split = {"train_digits": len(train_idx), "val_digits": len(val_idx), "split_seed": SPLIT_SEED}
+    train_set = TensorDataset(torch.as_tensor(images[train_idx]).float(), torch.as_tensor(labels[train_idx]))
+    sampler = DistributedSampler(train_set, rank.world_size, rank.rank, shuffle=True, seed=args.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    if len(loader) == 0:
+        raise InputError(f"{args.data}: {len(train_set)} training digits are fewer than one batch per process")
+    t = build_training(args, rank, device, len(loader))
+    out = Path(args.out)
+    if args.resume:
+        _resume(out, args, t)
+    started = time.time()
+    while t.epoch < args.epochs and t.step < t.total_steps:
+        sampler.set_epoch(t.epoch)
+        bar = common.progress(loader, len(loader), f"epoch {t.epoch + 1}/{args.epochs}", enabled=rank.is_main)
+        for x, y in bar:
+            stats = train_step(t, x.to(device), y.to(device), args, rank)
+            if rank.is_main and hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
+            if t.step >= t.total_steps:
+                break
+        t.epoch += 1
+        t.wall_s += time.time() - started
+        started = time.time()
+        if rank.is_main:
+            metrics = validate(t.model, images[val_idx], labels[val_idx], device)
+            print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split, device))
+            common.write_train_state(out / STATE_FILE, _state(t), args, RESUME_KEYS)
+    if rank.is_main:
+        print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc train lstm``."""
+    device = common.resolve_device(args.device)
+    dlc_config(args)  # refuse bad DLC options before any process starts
+    model_config(args)
+    load_mnist(args.data, "train")  # refuse bad data before any process starts
+    launch(train_worker, args.nproc, device, args)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc eval lstm``: accuracy on the test split of --data (the standard 10k digits)."""
+    device = common.resolve_device(args.device)
+    model, card = load_lstm_model(args.model, device)
+    images, labels = load_mnist(args.data, "test")
+    if args.samples is not None:
+        images, labels = images[: args.samples], labels[: args.samples]
+    probs, seconds = predict(model, images, device)
+    per_digit = [s / min(EVAL_BATCH, len(images) - i * EVAL_BATCH) for i, s in enumerate(seconds)]
+    result = {
+        "task": "lstm",
+        "model": str(args.model),
+        "data": str(args.data),
+        "command": args.command,
+        "samples": int(len(labels)),
+        "skipped": 0,
+        "accuracy": float((probs.argmax(1) == labels).mean()) if len(labels) else None,
+        "mode": card["config"]["mode"],
+        "dlc": bool(card["dlc"].get("enabled")),
+        "time_ms": common.time_stats_ms(per_digit),  # per digit, classified EVAL_BATCH at a time
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+        "device": device.type,
+        "machine": common.machine(),
+        "date": common.now_iso(),
+    }
+    if args.json:
+        write_json(args.json, result)
+    accuracy = "n/a" if result["accuracy"] is None else f"{100 * result['accuracy']:.2f}%"
+    print(f"{args.model}: {result['samples']} digits, accuracy {accuracy} ({result['mode']} mode, "
+          f"{'DLC' if result['dlc'] else 'no DLC'})")  # fmt: skip
+    return 0
