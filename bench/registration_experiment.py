@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from experiment_common import DLC, REPO, run, run_root, summarise
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ARMS = {
@@ -35,17 +33,6 @@ PROTOCOLS = ("clean", "unseen", "partial", "noisy", "bunny")  # bunny: the real 
 ICP = (None, "point-to-plane")
 METRICS = ("euler_mse_deg2", "euler_rmse_deg", "euler_mae_deg", "r_mse", "t_mse", "t_rmse", "t_mae", "rre_deg_mean",
            "rte_mean", "success_rate", "passes_mean")  # fmt: skip
-DLC = [str(REPO / ".venv/bin/dlc")]
-
-
-def run(cmd: list[str], log: Path) -> None:
-    """Run a command, its output appended to a log; stop the experiment with the log's tail if it fails."""
-    with open(log, "a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n" + "".join(open(log).readlines()[-20:]))
 
 
 def train(arm: str, seed: int, steps: int, folder: Path, extra: list[str]) -> dict:
@@ -76,11 +63,6 @@ def evaluate(folder: Path, sha256: str, protocol: str, icp: str | None) -> dict:
     return cached
 
 
-def summarise(values: list[float]) -> dict:
-    a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", required=True, help="results file bench/results/<name>.json")
@@ -96,10 +78,7 @@ def main() -> None:
     for kind, names, known in (("arms", arms, ARMS), ("protocols", protocols, PROTOCOLS)):
         if set(names) - set(known):
             sys.exit(f"unknown {kind}: {', '.join(sorted(set(names) - set(known)))}")
-    root = Path(args.runs).resolve() / args.name
-    if root.is_relative_to(REPO):  # cards record the command: no absolute paths of this machine in them
-        root = root.relative_to(REPO)
-    root.mkdir(parents=True, exist_ok=True)
+    root = run_root(args.runs, args.name)
     extra = args.extra.split()
 
     runs = []

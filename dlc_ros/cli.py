@@ -175,6 +175,49 @@ def _add_eval_lstm(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lazy("training.lstm", "evaluate"))
 
 
+def _add_train_homography(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "homography",
+        "Train the DeepLK-style homography model (regression + DLKFM pyramids + IC-LK) with DLC (PRISE) or with "
+        "DeepLK's own convex loss (--no-dlc), on pairs made from the training photos of an image folder.",
+        "dlc train homography --images ../shared/data/homography/photos --dlc --out runs/homography_dlc",
+    )
+    p.add_argument("--images", required=True, help="folder of photos (the held-out ones are never used in training)")
+    p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
+    p.add_argument("--multimodal", action="store_true", help="templates rendered map-like (camera-versus-map pairs)")
+    p.add_argument("--regression-steps", type=_positive_int, default=600, help="stage 1: regression network steps")
+    p.add_argument("--steps", type=_positive_int, default=600, help="stage 2: feature pyramid steps (DLC or DeepLK loss)")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--pairs-per-epoch", type=_positive_int, default=512, help="fresh random pairs per epoch")
+    p.add_argument("--channels", type=_positive_int, default=16, help="feature pyramid width")
+    p.add_argument("--lr", type=float, default=1e-3, help="feature pyramids (Adam)")
+    p.add_argument("--regression-lr", type=float, default=1e-3, help="regression network (Adam)")
+    p.add_argument("--convex-weight", type=float, default=0.1, help="--no-dlc: weight of DeepLK's convex loss (0.1, MSCOCO)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    _add_common(p)
+    _add_dlc_flags(p)
+    p.set_defaults(handler=_lazy("training.homography", "train"))
+
+
+def _add_eval_homography(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub,
+        "homography",
+        "Score a homography model (or SIFT + RANSAC) on pairs made from held-out photos, or on a DeepLK-format folder.",
+        "dlc eval homography --model models/homography_dlc --images ../shared/data/homography/photos --pairs 200 --json h.json",
+    )
+    p.add_argument("--model", default=None, help="model folder (needed for --method model)")
+    p.add_argument("--images", required=True, help="photo folder (its held-out photos) or DeepLK folder (val2014_*)")
+    p.add_argument("--method", default="model", choices=("model", "sift"), help="the model, or SIFT + RANSAC (OpenCV)")
+    p.add_argument("--pairs", type=_positive_int, default=200, help="pairs made from the photos (default 200)")
+    p.add_argument("--split", default="test", choices=("test", "all"), help="photos to use: held-out (default) or all")
+    p.add_argument("--multimodal", action="store_true", help="map-like templates")
+    p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
+    _add_common(p)
+    p.set_defaults(handler=_lazy("training.homography", "evaluate"))
+
+
 def _add_eval_registration(sub: argparse._SubParsersAction) -> None:
     p = _parser(
         sub,
@@ -338,11 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
     _add_train_registration(train_tasks)
     _add_train_lstm(train_tasks)
+    _add_train_homography(train_tasks)
     evaluate = verbs.add_parser("eval", help="evaluate a model", description="Evaluate a trained model.")
     eval_tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
     _add_eval_registration(eval_tasks)
     _add_eval_pairs(eval_tasks)
     _add_eval_lstm(eval_tasks)
+    _add_eval_homography(eval_tasks)
     _add_bag(verbs)
     _add_sim(verbs)
     _add_ros_verbs(verbs)

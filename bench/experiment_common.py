@@ -1,0 +1,37 @@
+"""What the seeded experiment scripts share: running a dlc command into a log, the run folder, mean ± std."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DLC = [str(REPO / ".venv/bin/dlc")]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    """Run a command, its output appended to a log; stop the experiment with the log's tail if it fails."""
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n" + "".join(open(log).readlines()[-20:]))
+
+
+def run_root(runs: str, name: str) -> Path:
+    """runs/<name>, relative to the repository when inside it (cards record the command: no absolute paths)."""
+    root = Path(runs).resolve() / name
+    if root.is_relative_to(REPO):
+        root = root.relative_to(REPO)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, sample std and count."""
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}

@@ -1,0 +1,105 @@
+"""Experiment: the LSTM digit classifier with and without DLC (issue 6), same budget and seeds, scored on the
+standard 10k MNIST test digits; trained on the 5,000 real training digits of ../shared/data/mnist_5k (4,500 after
+the stratified validation split).
+
+Every arm is a ``dlc train lstm`` run (resumed when interrupted) followed by ``dlc eval lstm``; the results file
+has every run's accuracy and the mean ± std over seeds.
+
+    .venv/bin/python bench/lstm_experiment.py --name lstm_pixel --mode pixel --epochs 40 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from experiment_common import DLC, REPO, run, run_root, summarise
+
+sys.path.insert(0, str(REPO))
+
+ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc", "--beta", "0.1"]}  # β 0.1: the better of 0.1 and 1 on validation
+
+
+def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
+    """Train (or finish training) one arm with one seed; returns its model card."""
+    card_path, state = folder / "model_card.json", folder / "train_state.pt"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card.get("train", {}).get("epochs", 0) < args.epochs:
+        cmd = [*DLC, "train", "lstm", "--data", args.data, "--mode", args.mode, "--out", str(folder),
+               "--epochs", str(args.epochs), *ARMS[arm], "--seed", str(seed)]  # fmt: skip
+        run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
+        card = json.loads(card_path.read_text())
+    return card
+
+
+def evaluate(folder: Path, sha256: str, data: str) -> dict:
+    """Accuracy of a trained arm on the test digits, cached in the run folder by the model's sha256."""
+    out = folder / "eval_test.json"
+    cached = json.loads(out.read_text()) if out.is_file() else {}
+    if cached.get("model_sha256") != sha256:
+        run([*DLC, "eval", "lstm", "--model", str(folder), "--data", data, "--json", str(out)], folder.parent / f"{folder.name}.log")
+        cached = {**json.loads(out.read_text()), "model_sha256": sha256}
+        out.write_text(json.dumps(cached, indent=2))
+    return cached
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True, help="results file bench/results/<name>.json")
+    p.add_argument("--arms", default="no-dlc,dlc", help=f"comma-separated, from {', '.join(ARMS)}")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--mode", default="pixel", choices=("pixel", "row"))
+    p.add_argument("--epochs", type=int, required=True, help="epochs per arm (the shared budget)")
+    p.add_argument("--data", default=os.path.relpath(REPO.parent / "shared" / "data" / "mnist_5k", REPO),
+                   help="MNIST folder (default ../shared/data/mnist_5k)")  # fmt: skip
+    p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
+    p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
+    args = p.parse_args()
+    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    if set(arms) - set(ARMS):
+        sys.exit(f"unknown arms: {', '.join(sorted(set(arms) - set(ARMS)))}")
+    root = run_root(args.runs, args.name)
+
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            folder = root / f"{arm}_seed{seed}"
+            card = train(arm, seed, args, folder)
+            print(f"trained {folder.name}: {card['train']['steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
+            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
+    if args.train_only:
+        return
+
+    from dlc_core.atomic import write_json
+    from training.common import machine, now_iso
+
+    rows = []
+    for r in runs:
+        result = evaluate(r["folder"], r["card"]["sha256"], args.data)
+        rows.append({"arm": r["arm"], "seed": r["seed"], "test_digits": result["samples"], "accuracy": result["accuracy"],
+                     "val_accuracy": r["card"]["metrics"]["val_accuracy"], "train_wall_s": r["card"]["train"]["wall_s"],
+                     "time_ms_per_digit_median": result["time_ms"]["median"]})  # fmt: skip
+        print(f"{r['folder'].name}: test accuracy {result['accuracy']:.2%}", flush=True)
+    summary = [{"arm": arm, **{m: summarise([r[m] for r in rows if r["arm"] == arm]) for m in ("accuracy", "val_accuracy")}}
+               for arm in arms]  # fmt: skip
+    train0 = runs[0]["card"]["train"]
+    write_json(REPO / "bench/results" / f"{args.name}.json", {
+        "experiment": args.name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": now_iso(),
+        "machine": machine(),
+        "budget": {"mode": args.mode, "epochs": args.epochs, "steps": train0["steps"], "batch_size": train0["batch_size"],
+                   "seeds": seeds, "config": runs[0]["card"]["config"], "arms": {a: ARMS[a] for a in arms}},
+        "data": f"train: {train0['train_digits']} of the 5,000 real MNIST training digits in mnist_5k (validation: the "
+                f"other {train0['val_digits']}, stratified); test: the standard 10,000 MNIST test digits",
+        "summary": summary,
+        "runs": rows,
+    })  # fmt: skip
+    print(f"wrote bench/results/{args.name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The DeepLK-style homography model (METHOD.md §3.3), sized for a CPU: a regression network for the initial H,
+separate feature pyramids for input and template (3 levels, stride 2 each), each level reduced to a one-channel
+DLKFM map, and inverse-compositional LK coarse to fine from the regression estimate. No ground truth at test time:
+when LK diverges (a non-finite H, or a larger LK loss than at the start of a level), the regression H is kept and
+the pair is flagged."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checkpoint import load_checkpoint
+from ..errors import InputError
+from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners, rescale
+from .lk import inverse_compositional, lk_loss
+
+LEVELS = 3
+PAD = (INPUT_SIDE - TEMPLATE_SIDE) // 2  # the template sits at (32, 32) of the regression input
+
+
+@dataclass(frozen=True)
+class HomographyConfig:
+    """Constructor and inference settings, as recorded in the model card."""
+
+    channels: int = 16
+    regression_channels: tuple[int, ...] = (16, 32, 64, 64)
+    lk_iters: int = 30
+    lk_stop_px: float = 0.01
+
+    def card(self) -> dict:
+        d = asdict(self)
+        d["regression_channels"] = list(self.regression_channels)
+        return d
+
+    @classmethod
+    def from_card(cls, d: dict) -> "HomographyConfig":
+        return cls(**{**d, "regression_channels": tuple(d["regression_channels"])})
+
+
+def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class RegressionNet(nn.Module):
+    """Input and zero-padded template stacked as 2 channels -> corner offsets (px) from the nominal square -> H."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        layers, cin = [], 2
+        for c in channels:
+            layers += [conv(cin, c, 2), conv(c, c)]
+            cin = c
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(cin, 8)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def corners(self, image: Tensor, template: Tensor) -> Tensor:
+        """Predicted template corners in the input, (B, 4, 2)."""
+        x = torch.cat([image, F.pad(template, (PAD,) * 4)], 1)
+        offsets = 32.0 * self.head(self.body(x)).reshape(-1, 4, 2)
+        return torch.as_tensor(NOMINAL_CORNERS, dtype=x.dtype, device=x.device) + offsets
+
+
+class FeaturePyramid(nn.Module):
+    """Three levels of features (full, 1/2, 1/4 resolution), each reduced to a one-channel DLKFM map."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.levels = nn.ModuleList([
+            nn.Sequential(conv(1, c), conv(c, c), conv(c, c)),
+            nn.Sequential(conv(c, c, 2), conv(c, c)),
+            nn.Sequential(conv(c, c, 2), conv(c, c)),
+        ])  # fmt: skip
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        maps, x = [], image
+        for level in self.levels:
+            x = level(x)
+            maps.append(dlkfm(x))
+        return maps
+
+
+def dlkfm(features: Tensor, eps: float = 1e-6) -> Tensor:
+    """One-channel map: per pixel, the 9x9 Gram matrix G of the channel-centred 3x3 patches, and
+    ((max row-sum + min row-sum) / 2) / trace(G), an approximation of λ_max / trace (DeepLK)."""
+    b, c, h, w = features.shape
+    patches = F.unfold(features, 3, padding=1).reshape(b, c, 9, h * w)
+    patches = patches - patches.mean(1, keepdim=True)
+    gram = torch.einsum("bcin,bcjn->bijn", patches, patches)
+    rows = gram.sum(2)
+    trace = torch.diagonal(gram, dim1=1, dim2=2).sum(-1)
+    return ((rows.amax(1) + rows.amin(1)) / 2 / (trace + eps)).reshape(b, 1, h, w)
+
+
+class HomographyModel(nn.Module):
+    """Regression + feature pyramids; forward() estimates H (template -> input pixels) for a batch of pairs."""
+
+    def __init__(self, config: HomographyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.regression = RegressionNet(config.regression_channels)
+        self.input_features = FeaturePyramid(config.channels)
+        self.template_features = FeaturePyramid(config.channels)
+
+    def pyramids(self, image: Tensor, template: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The DLKFM maps of input and template at levels 1 (full), 2, 3."""
+        return self.input_features(image), self.template_features(template)
+
+    def landscape(self, image_maps: list[Tensor], template_maps: list[Tensor], h: Tensor) -> Tensor:
+        """L_θ(H): the LK loss summed over the levels, H (..., B, 3, 3) in full-resolution pixels -> (..., B)."""
+        return sum(lk_loss(t, i, rescale(h, 0.5**level)) for level, (i, t) in enumerate(zip(image_maps, template_maps)))
+
+    @torch.no_grad()
+    def forward(self, image: Tensor, template: Tensor) -> dict[str, Tensor]:
+        """{'h', 'h_regression', 'iterations', 'diverged'} for images (B, 1, 192, 192) and (B, 1, 128, 128)."""
+        h0 = homography_from_corners(self.regression.corners(image, template).double())
+        image_maps, template_maps = self.pyramids(image, template)
+        h, iterations, diverged = h0.clone(), torch.zeros(len(h0), dtype=torch.long), torch.zeros(len(h0), dtype=torch.bool)
+        for level in reversed(range(LEVELS)):
+            scale = 0.5**level
+            result = inverse_compositional(template_maps[level], image_maps[level], rescale(h, scale),
+                                           self.config.lk_iters, self.config.lk_stop_px * scale)  # fmt: skip
+            bad = ~torch.isfinite(result.h).all((1, 2)) | (result.loss_end > result.loss_start)
+            h = torch.where(bad[:, None, None], h, rescale(result.h, 1 / scale))
+            diverged |= bad.cpu()
+            iterations += result.iterations.cpu()
+        return {"h": h, "h_regression": h0, "iterations": iterations, "diverged": diverged}
+
+
+def load_homography_model(folder: str | Path, device: torch.device) -> tuple[HomographyModel, dict]:
+    """A trained homography model in eval mode on `device`, and its card."""
+    state, card = load_checkpoint(folder, "homography", ("deeplk",))
+    try:
+        model = HomographyModel(HomographyConfig.from_card(card["config"]))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{folder}: model card config is not a valid deeplk config ({exc})") from None
+    except RuntimeError as exc:
+        raise InputError(f"{folder}: weights do not match the card's architecture ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), card

@@ -1,0 +1,162 @@
+"""Image pairs with exact homography labels (the DeepLK protocol, METHOD.md §3.3) from any folder of photos, and
+the DeepLK/PRISE on-disk format.
+
+A pair: the photo resized to 240x320, a random 192x192 crop as the *input*, four corners drawn from 64x64 boxes
+around (32,32), (159,32), (159,159), (32,159), H = the homography sending the template corners there, and the
+*template* = the input sampled at H·(u, v, 1) over the 128x128 grid (bilinear), so the label is exact. With
+``multimodal`` the template is sampled from a map-like rendering of the crop (flattened grey levels, dark edges,
+inverted contrast), imitating camera-versus-map pairs. Images are grey, float32 in [0, 1].
+
+Photos are split by source image, never by pair; photos whose names share a group prefix (the drone frames and
+the orthophoto of one survey, DECISIONS.md D7) stay on the same side.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+from ..errors import InputError
+from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+RESIZED = (240, 320)  # rows, columns (MSCOCO protocol)
+MAX_SHIFT = 32  # corner offsets: integers in [-32, 31] around the nominal square
+GROUPS = ("aerial_brighton",)  # name prefixes that form one group (one survey: drone frames + orthophoto)
+TEST_PHOTOS = ("chelsea", "flower", "grace_hopper", "rocket")  # held out of training (README)
+BT601 = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def read_grey(path: Path) -> np.ndarray:
+    """A photo as float32 grey in [0, 1]; an unreadable file is an InputError naming it."""
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as an image ({exc})") from None
+    return rgb @ BT601
+
+
+def group_of(path: Path) -> str:
+    """The split group of a photo: its group prefix, else its own name."""
+    return next((g for g in GROUPS if path.stem.startswith(g)), path.stem)
+
+
+def split_photos(folder: str | Path, test: tuple[str, ...] = TEST_PHOTOS) -> tuple[list[Path], list[Path]]:
+    """(train, test) photo paths of a folder; a photo is a test photo when its group is named in `test`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such image folder")
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise InputError(f"{folder}: no images ({', '.join(PHOTO_SUFFIXES)})")
+    held = [p for p in photos if group_of(p) in test]
+    return [p for p in photos if p not in held], held
+
+
+def map_like(grey: np.ndarray) -> np.ndarray:
+    """A map-style rendering of a grey image: smoothed, flattened to 4 levels, dark edges, contrast inverted."""
+    smooth = ndimage.gaussian_filter(grey, 1.5)
+    levels = np.floor(smooth * 4).clip(0, 3) / 3.0
+    edges = np.hypot(ndimage.sobel(smooth, 0), ndimage.sobel(smooth, 1))
+    rendered = 1.0 - levels
+    rendered[edges > np.percentile(edges, 85)] = 0.0
+    return rendered.astype(np.float32)
+
+
+def resized(grey: np.ndarray) -> np.ndarray:
+    """The photo resized to 240x320 (antialiased)."""
+    im = Image.fromarray(grey.astype(np.float32), mode="F").resize(RESIZED[::-1], Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(im, dtype=np.float32)
+
+
+def sample_template(image: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The 128x128 template: `image` sampled bilinearly at H·(u, v, 1) for every template pixel."""
+    v, u = np.mgrid[0:TEMPLATE_SIDE, 0:TEMPLATE_SIDE].astype(np.float64)
+    pts = np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
+    mapped = h @ pts
+    cols, rows = mapped[0] / mapped[2], mapped[1] / mapped[2]
+    out = ndimage.map_coordinates(image, [rows, cols], order=1, mode="nearest")
+    return out.reshape(TEMPLATE_SIDE, TEMPLATE_SIDE).astype(np.float32)
+
+
+def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool = False) -> dict[str, np.ndarray]:
+    """One labelled pair (module docstring): input (192, 192), template (128, 128), corners (4, 2) TL TR BR BL, H."""
+    big = resized(grey_photo)
+    r0, c0 = rng.integers(0, RESIZED[0] - INPUT_SIDE + 1), rng.integers(0, RESIZED[1] - INPUT_SIDE + 1)
+    crop = big[r0 : r0 + INPUT_SIDE, c0 : c0 + INPUT_SIDE]
+    corners = NOMINAL_CORNERS + rng.integers(-MAX_SHIFT, MAX_SHIFT, size=(4, 2))
+    h = homography_from_corners(torch.as_tensor(corners[None]))[0].numpy()
+    template = sample_template(map_like(crop) if multimodal else crop, h)
+    return {"input": np.ascontiguousarray(crop), "template": template, "corners": corners.astype(np.float32), "H": h}
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """`count` pairs from photos; pair i uses photo i mod n and a generator seeded by (seed, epoch, i), so a fixed
+    set (validation, test) repeats exactly and a training set changes with set_epoch."""
+
+    def __init__(self, photos: list[Path], count: int, seed: int, multimodal: bool = False) -> None:
+        if not photos:
+            raise InputError("no photos to make pairs from")
+        self.greys = [read_grey(p) for p in photos]
+        self.count, self.seed, self.multimodal, self.epoch = count, seed, multimodal, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        pair = make_pair(self.greys[i % len(self.greys)], rng, self.multimodal)
+        return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in pair.items()}
+
+
+# ---------------------------------------------------------------- DeepLK / PRISE on-disk format
+
+LABEL_KEYS = (("top_left_u", "top_left_v"), ("top_right_u", "top_right_v"),
+              ("bottom_right_u", "bottom_right_v"), ("bottom_left_u", "bottom_left_v"))  # fmt: skip
+
+
+@dataclass
+class DLKSample:
+    name: str
+    input: np.ndarray
+    template: np.ndarray
+    corners: np.ndarray  # (4, 2) TL, TR, BR, BL in input pixels
+
+
+def read_label(path: Path) -> np.ndarray:
+    """The corners of a ``<stem>_label.txt`` (file order TL, TR, BL, BR; returned TL, TR, BR, BL)."""
+    try:
+        location = json.loads(path.read_text())["location"]
+        points = {k: v for item in location for k, v in item.items()}
+        return np.array([[points[u], points[v]] for u, v in LABEL_KEYS], dtype=np.float32)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a DeepLK label file ({type(exc).__name__}: {exc})") from None
+
+
+def read_dlk(root: str | Path, split: str = "val2014") -> list[DLKSample]:
+    """Every sample of ``<root>/<split>_{input,template,label}``, checked for sizes and matching names."""
+    root = Path(root)
+    inputs = sorted((root / f"{split}_input").glob("*"))
+    if not inputs:
+        raise InputError(f"{root}: no {split}_input/ images (DeepLK layout: {split}_input, {split}_template, {split}_label)")
+    samples = []
+    for path in inputs:
+        template, label = root / f"{split}_template" / path.name, root / f"{split}_label" / f"{path.stem}_label.txt"
+        if not template.is_file() or not label.is_file():
+            raise InputError(f"{path}: missing {template if not template.is_file() else label}")
+        x, t = read_grey(path), read_grey(template)
+        if x.shape != (INPUT_SIDE, INPUT_SIDE) or t.shape != (TEMPLATE_SIDE, TEMPLATE_SIDE):
+            raise InputError(f"{path}: input {x.shape} / template {t.shape}, expected 192x192 / 128x128")
+        samples.append(DLKSample(path.stem, x, t, read_label(label)))
+    return samples
+

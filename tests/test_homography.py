@@ -1,0 +1,237 @@
+"""Homography: geometry against OpenCV, the pair generator's exact labels, the DeepLK-format reader on the shared
+fixture (templates rebuilt from the labels), the LK layer recovering a known homography, the DLKFM map and the two
+training objectives against hand computations, SIFT + RANSAC, and the CLI on a tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from dlc_core.dlc_loss import DLCConfig, DLCLoss
+from dlc_core.errors import InputError
+from dlc_core.homography.geometry import (
+    NOMINAL_CORNERS,
+    TEMPLATE_CORNERS,
+    corner_error,
+    corners_of,
+    homography_from_corners,
+    rescale,
+    success_rates,
+)
+from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
+from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm
+from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
+from dlc_core.homography.pairs import make_pair, map_like, read_dlk, read_grey, sample_template, split_photos
+from dlc_core.homography.sift import nominal, sift_homography
+from dlc_ros.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def homography_data(shared_data: Path) -> Path:
+    return shared_data / "homography"
+
+
+@pytest.fixture(scope="module")
+def coffee(homography_data: Path) -> np.ndarray:
+    return read_grey(homography_data / "photos" / "coffee.jpg")
+
+
+def h_of(corners: np.ndarray) -> torch.Tensor:
+    return homography_from_corners(torch.as_tensor(np.asarray(corners, np.float64)[None]))
+
+
+# ---------------------------------------------------------------- geometry and data
+
+
+def test_dlt_matches_opencv_and_maps_the_corners() -> None:
+    import cv2
+
+    corners = np.array([[53, 60], [161, 30], [153, 183], [54, 168]], np.float64)
+    h = h_of(corners)
+    expected, _ = cv2.findHomography(TEMPLATE_CORNERS, corners, 0)
+    np.testing.assert_allclose(h[0].numpy(), expected, rtol=1e-9, atol=1e-12)
+    assert corner_error(h, torch.as_tensor(corners[None])).item() < 1e-9
+    half = rescale(h, 0.5)  # the same map on half-size images
+    point = torch.tensor([[[40.0, 70.0]]], dtype=torch.float64)
+    from dlc_core.homography.geometry import project
+
+    np.testing.assert_allclose(project(half, point / 2).numpy() * 2, project(h, point).numpy(), rtol=1e-12)
+
+
+def test_generated_labels_map_the_template_corners_exactly(coffee: np.ndarray) -> None:
+    for seed in range(5):
+        pair = make_pair(coffee, np.random.default_rng(seed))
+        x, t, c = pair["input"], pair["template"], pair["corners"].astype(int)
+        assert x.shape == (192, 192) and t.shape == (128, 128)
+        assert ((c - NOMINAL_CORNERS >= -32) & (c - NOMINAL_CORNERS <= 31)).all()
+        # Integer corners: the template's corner pixels are the input's pixels at the label, exactly.
+        for (row, col), (u, v) in zip([(0, 0), (0, 127), (127, 127), (127, 0)], c):
+            assert t[row, col] == pytest.approx(x[v, u], abs=1e-6)
+        assert corner_error(torch.as_tensor(pair["H"])[None], torch.as_tensor(c[None], dtype=torch.float64)).item() < 1e-9
+
+
+def test_multimodal_pairs_keep_the_geometry(coffee: np.ndarray) -> None:
+    a = make_pair(coffee, np.random.default_rng(3))
+    b = make_pair(coffee, np.random.default_rng(3), multimodal=True)
+    np.testing.assert_array_equal(a["corners"], b["corners"])
+    np.testing.assert_allclose(b["template"], sample_template(map_like(a["input"]), a["H"]), atol=1e-6)
+    assert np.abs(a["template"] - b["template"]).mean() > 0.2
+
+
+def test_split_is_by_source_image_with_the_drone_survey_together(homography_data: Path) -> None:
+    train, test = split_photos(homography_data / "photos")
+    assert len(train) + len(test) == 16 and not {p.name for p in train} & {p.name for p in test}
+    aerial = {p.name for p in train + test if p.name.startswith("aerial_brighton")}
+    assert len(aerial) == 7 and (aerial <= {p.name for p in train} or aerial <= {p.name for p in test})
+    assert {p.stem for p in test} == {"chelsea", "flower", "grace_hopper", "rocket"}
+
+
+def test_deeplk_reader_on_the_shared_fixture(homography_data: Path) -> None:
+    root = homography_data / "dlk_format_fixture"
+    manifest = json.loads((root / "fixture_manifest.json").read_text())
+    for split, names in (("train2014", ["aerial_brighton_dji_0019", "aerial_brighton_dji_0025", "coffee"]),
+                         ("val2014", ["aerial_brighton_dji_0022", "aerial_brighton_dji_0033", "china"])):  # fmt: skip
+        samples = read_dlk(root, split)
+        assert [s.name for s in samples] == names
+        for s in samples:
+            h = h_of(s.corners)[0].numpy()
+            rebuilt, nominal_guess = sample_template(s.input, h), sample_template(s.input, nominal())
+            assert np.abs(rebuilt - s.template).mean() * 255 < 3.0  # JPEG noise (quality 95)
+            assert np.abs(nominal_guess - s.template).mean() * 255 > 20.0
+    first = read_dlk(root, "train2014")[0]
+    # The label file lists TL, TR, BL, BR; the reader returns TL, TR, BR, BL (README of the fixture).
+    np.testing.assert_array_equal(first.corners, [[53, 60], [161, 30], [153, 183], [54, 168]])
+    # The fixture's own record of H (template -> input) agrees with the homography the reader's corners give.
+    recorded = next(m for m in manifest["samples"] if m["name"] == first.name)
+    np.testing.assert_allclose(np.array(recorded["H_template_to_input"]), h_of(first.corners)[0].numpy(), rtol=1e-8, atol=1e-9)
+
+
+def test_deeplk_reader_refuses_damaged_folders(homography_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "dlk"
+    shutil.copytree(homography_data / "dlk_format_fixture", root)
+    (root / "val2014_label" / "china_label.txt").write_text('{"location": [')
+    with pytest.raises(InputError, match="china_label.txt: not a DeepLK label file"):
+        read_dlk(root, "val2014")
+    (root / "val2014_label" / "china_label.txt").unlink()
+    with pytest.raises(InputError, match="missing .*china_label.txt"):
+        read_dlk(root, "val2014")
+    with pytest.raises(InputError, match="no test2014_input/ images"):
+        read_dlk(root, "test2014")
+
+
+# ---------------------------------------------------------------- LK, DLKFM and the objectives
+
+
+def test_lk_recovers_a_known_homography_from_a_small_perturbation(coffee: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    pair = make_pair(coffee, rng)
+    image = torch.tensor(ndimage.gaussian_filter(pair["input"], 2.0))[None, None]
+    h_true = torch.tensor(pair["H"])[None]
+    template = warp(image.double(), h_true, (128, 128)).float()
+    truth = torch.as_tensor(pair["corners"], dtype=torch.float64)[None]
+    start = h_of(pair["corners"] + rng.normal(0, 3, (4, 2)))
+    assert corner_error(start, truth).item() > 3.0
+    result = inverse_compositional(template, image, start, max_iters=100, stop_px=1e-4)
+    assert corner_error(result.h, truth).item() < 0.01
+    assert result.loss_end.item() < 1e-3 * result.loss_start.item()
+
+
+def test_dlkfm_matches_the_formula_written_out() -> None:
+    torch.manual_seed(0)
+    f = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+    padded = np.pad(f[0].numpy(), ((0, 0), (1, 1), (1, 1)))
+    for r, c in [(0, 0), (2, 3), (4, 5)]:
+        p = padded[:, r : r + 3, c : c + 3].reshape(4, 9)
+        p = p - p.mean(0, keepdims=True)
+        g = p.T @ p
+        rows = g.sum(1)
+        assert dlkfm(f, eps=0.0)[0, 0, r, c].item() == pytest.approx((rows.max() + rows.min()) / 2 / np.trace(g), rel=1e-9)
+
+
+def test_entry_chart_perturbs_the_eight_free_entries() -> None:
+    chart = EntryChart()
+    h = h_of([[53, 60], [161, 30], [153, 183], [54, 168]]).repeat(5, 1, 1)  # every entry non-zero
+    r = chart.sample(h, 4, torch.Generator().manual_seed(0))
+    assert r.shape == (4, 5, 8) and (r.abs() >= 0.02).all() and (r.abs() <= 1 / 12).all()
+    moved = chart.retract(h, r)
+    assert torch.equal(moved[..., 2, 2], h[..., 2, 2].expand(4, 5))
+    np.testing.assert_allclose((moved / h - 1).flatten(-2)[..., :8].numpy(), r.numpy(), atol=1e-12)
+
+
+def test_both_objectives_train_the_feature_pyramids(coffee: np.ndarray) -> None:
+    """The DLC hinges and DeepLK's convex loss both reach the feature networks through the LK landscape, and
+    DeepLK's terms equal a hand computation on the same noise."""
+    torch.manual_seed(0)
+    model = HomographyModel(HomographyConfig(channels=4))
+    pair = make_pair(coffee, np.random.default_rng(1))
+    image, template = torch.as_tensor(pair["input"])[None, None], torch.as_tensor(pair["template"])[None, None]
+    h = torch.as_tensor(pair["H"])[None]
+    maps = model.pyramids(image, template)
+
+    def landscape(points: torch.Tensor) -> torch.Tensor:
+        return model.landscape(*maps, points)
+
+    terms = DLCLoss(DLCConfig(K=2)).double()(landscape, h, EntryChart(), torch.Generator().manual_seed(5))
+    convex = deeplk_convex_loss(landscape, h, EntryChart(), 2, torch.Generator().manual_seed(5))
+    r = EntryChart().sample(h, 2, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        at = [landscape(EntryChart().retract(h, s * r)) for s in (0.0, 1.0, 2.0, -1.0, -2.0)]
+    d2 = r.pow(2).sum(-1)
+    by_hand = (torch.relu(at[0] - at[1] + d2) + torch.relu(at[1] - at[2] + 3 * d2)
+               + torch.relu(at[0] - at[3] + d2) + torch.relu(at[3] - at[4] + 3 * d2)).mean()  # fmt: skip
+    assert convex.item() == pytest.approx(by_hand.item(), rel=1e-9)
+    (terms.landscape_at_truth.mean() + terms.loss + convex).backward()
+    for net in (model.input_features, model.template_features):
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert lk_loss(maps[1][0], maps[0][0], h).shape == (1,)
+
+
+def test_sift_baseline(homography_data: Path) -> None:
+    samples = read_dlk(homography_data / "dlk_format_fixture", "val2014")
+    for s in samples:
+        truth = torch.as_tensor(s.corners, dtype=torch.float64)[None]
+        pe = corner_error(torch.as_tensor(sift_homography(s.template, s.input))[None], truth).item()
+        assert pe < corner_error(torch.as_tensor(nominal())[None], truth).item()
+    blank = np.zeros((128, 128), np.float32)
+    np.testing.assert_array_equal(sift_homography(blank, samples[0].input), nominal())
+
+
+def test_success_rates() -> None:
+    sr = success_rates(np.array([0.05, 0.7, 2.0, 4.0, np.nan]))
+    assert sr["0.1"] == 20.0 and sr["1"] == 40.0 and sr["3"] == 60.0 and sr["20"] == 80.0
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path) -> None:
+    photos = homography_data / "photos"
+    out = tmp_path / "h"
+    assert main(["train", "homography", "--images", str(photos), "--out", str(out), "--regression-steps", "2",
+                 "--steps", "1", "--batch-size", "2", "--pairs-per-epoch", "4", "--channels", "4"]) == 0  # fmt: skip
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["task"] == "homography" and card["train"]["done_steps"] == 3
+    assert set(card["train"]["held_out_photos"]) == {"chelsea.jpg", "flower.jpg", "grace_hopper.jpg", "rocket.jpg"}
+    result_path = tmp_path / "eval.json"
+    assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
+                 "--json", str(result_path)]) == 0  # fmt: skip
+    result = json.loads(result_path.read_text())
+    assert result["pairs"] == 3 and set(result["sr"]) == {"0.1", "0.5", "1", "3", "5", "10", "20"}
+    assert {"pe_mean", "pe_median", "lk_diverged_rate", "time_ms", "peak_rss_mb", "device"} <= set(result)
+    proc = subprocess.run([sys.executable, "-m", "dlc_ros.cli", "eval", "registration", "--model", str(out)],
+                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 2 and "is a 'homography' model, expected a 'registration' model" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "dlc_ros.cli", "eval", "homography", "--images", str(photos)],
+                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --method model needs --model DIR (or use --method sift)"

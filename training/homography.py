@@ -1,0 +1,257 @@
+"""``dlc train homography`` and ``dlc eval homography``: the DeepLK-style model with DLC (PRISE) or with DeepLK's own
+convex loss (the no-DLC arm), on pairs made from photos (dlc_core.homography.pairs).
+
+Training has two stages, as in DeepLK: first the regression network (smooth-L1 on the corners, --regression-steps),
+then the feature pyramids (--steps) on the LK objective at the true H summed over the 3 levels, plus either the
+DLC hinges (EntryChart, through the shared DLCLoss) or DeepLK's convexity terms — the only difference between the
+arms. All levels train together rather than stage by stage (a CPU budget). Validation: corner error of the full
+model (regression + LK) on fixed pairs from the training photos; the test photos are never seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from dlc_core.atomic import write_json
+from dlc_core.checkpoint import save_checkpoint
+from dlc_core.dlc_loss import DLCLoss
+from dlc_core.errors import InputError
+from dlc_core.homography.geometry import corner_error, success_rates
+from dlc_core.homography.model import HomographyConfig, HomographyModel, load_homography_model
+from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
+from dlc_core.homography.pairs import DLKSample, PairDataset, make_pair, read_dlk, read_grey, split_photos
+from dlc_core.homography.sift import sift_homography
+
+from . import common
+from .registration import dlc_config
+
+STATE_FILE = "train_state.pt"
+VAL_PAIRS = 32
+RESUME_KEYS = ("images", "multimodal", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
+               "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
+
+
+@dataclass
+class Training:
+    model: HomographyModel
+    dlc: DLCLoss | None
+    regression_opt: torch.optim.Optimizer
+    feature_opt: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int = 0  # regression steps, then feature steps
+    wall_s: float = 0.0
+
+
+def model_config(args: argparse.Namespace) -> HomographyConfig:
+    return HomographyConfig(channels=args.channels)
+
+
+def batches(dataset: PairDataset, batch_size: int, epoch: int) -> DataLoader:
+    dataset.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True)
+
+
+def as_images(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch["input"].unsqueeze(1), batch["template"].unsqueeze(1)
+
+
+def regression_step(t: Training, batch: dict) -> float:
+    t.model.train()
+    image, template = as_images(batch)
+    loss = F.smooth_l1_loss(t.model.regression.corners(image, template), batch["corners"])
+    t.regression_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    t.regression_opt.step()
+    return loss.item()
+
+
+def feature_step(t: Training, batch: dict, args: argparse.Namespace) -> dict[str, float]:
+    t.model.train()
+    image, template = as_images(batch)
+    image_maps, template_maps = t.model.pyramids(image, template)
+    h = batch["H"].double()
+
+    def landscape(points: torch.Tensor) -> torch.Tensor:
+        return t.model.landscape(image_maps, template_maps, points)
+
+    chart = EntryChart()
+    if t.dlc is not None:
+        terms = t.dlc(landscape, h, chart, t.generator)
+        task, extra = terms.landscape_at_truth.mean(), terms.loss
+        stats = {"h1": terms.h1.item(), "h2": terms.h2.item(), "h3": terms.h3.item()}
+    else:
+        task = landscape(h.unsqueeze(0))[0].mean()
+        extra, stats = args.convex_weight * deeplk_convex_loss(landscape, h, chart, args.K, t.generator), {}
+    loss = task + extra
+    t.feature_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0)
+    t.feature_opt.step()
+    return {"lk_at_truth": task.item(), **stats, "loss": loss.item()}
+
+
+def validate(model: HomographyModel, pairs: list[dict]) -> dict[str, float]:
+    pe, pe_reg = estimate(model, pairs)
+    return {"val_pe_mean": float(pe.mean()), "val_pe_regression_mean": float(pe_reg.mean()),
+            "val_sr3": success_rates(pe)["3"]}  # fmt: skip
+
+
+def estimate(model: HomographyModel, pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Corner errors of the full model and of its regression stage alone on labelled pairs."""
+    model.eval()
+    out = model(torch.as_tensor(np.stack([p["input"] for p in pairs]))[:, None],
+                torch.as_tensor(np.stack([p["template"] for p in pairs]))[:, None])  # fmt: skip
+    corners = torch.as_tensor(np.stack([p["corners"] for p in pairs]), dtype=torch.float64)
+    return corner_error(out["h"], corners).numpy(), corner_error(out["h_regression"], corners).numpy()
+
+
+def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict) -> dict:
+    dlc_block: dict = {"enabled": False, "baseline": f"DeepLK convex loss, weight {args.convex_weight}"}
+    if t.dlc is not None:
+        dlc_block = {**t.dlc.config.card(), "noise": EntryChart().card()}
+    return {
+        "task": "homography",
+        "backbone": "deeplk",
+        "config": model_config(args).card(),
+        "preprocess": {"input": "192x192 grey [0, 1]", "template": "128x128 grey [0, 1]", "h": "template px -> input px"},
+        "dlc": dlc_block,
+        "train": {
+            "images": args.images, **split, "multimodal": args.multimodal, "regression_steps": args.regression_steps,
+            "steps": args.steps, "done_steps": t.step, "batch_size": args.batch_size, "lr": args.lr,
+            "regression_lr": args.regression_lr, "seed": args.seed, "command": args.command,
+            "git_commit": common.git_commit(), "torch": torch.__version__, "device": "cpu", "wall_s": round(t.wall_s, 1),
+            "date": common.now_iso(),
+        },
+        "metrics": metrics,
+    }  # fmt: skip
+
+
+def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict) -> None:
+    metrics = validate(t.model, val)
+    print(f"step {t.step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+    save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split))
+    state = {"model": t.model.state_dict(), "dlc": t.dlc.state_dict() if t.dlc is not None else None,
+             "regression_opt": t.regression_opt.state_dict(), "feature_opt": t.feature_opt.state_dict(),
+             "generator": t.generator.get_state(), "step": t.step, "wall_s": t.wall_s}  # fmt: skip
+    common.write_train_state(out / STATE_FILE, state, args, RESUME_KEYS)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc train homography``."""
+    common.seed_everything(args.seed)
+    train_photos, test_photos = split_photos(args.images)
+    split = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos]}
+    data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal)
+    val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
+           for i in range(VAL_PAIRS)]  # fmt: skip
+    model = HomographyModel(model_config(args))
+    dlc = DLCLoss(dlc_config(args)) if args.dlc else None
+    features = list(model.input_features.parameters()) + list(model.template_features.parameters())
+    t = Training(model, dlc, torch.optim.Adam(model.regression.parameters(), lr=args.regression_lr),
+                 torch.optim.Adam(features + (list(dlc.parameters()) if dlc else []), lr=args.lr),
+                 torch.Generator().manual_seed(args.seed))  # fmt: skip
+    out = Path(args.out)
+    if args.resume:
+        state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
+        model.load_state_dict(state["model"])
+        if dlc is not None:
+            dlc.load_state_dict(state["dlc"])
+        t.regression_opt.load_state_dict(state["regression_opt"])
+        t.feature_opt.load_state_dict(state["feature_opt"])
+        t.generator.set_state(state["generator"])
+        t.step, t.wall_s = state["step"], state["wall_s"]
+    total = args.regression_steps + args.steps
+    per_epoch = args.pairs_per_epoch // args.batch_size
+    if per_epoch == 0:
+        raise InputError(f"--pairs-per-epoch {args.pairs_per_epoch} is smaller than --batch-size {args.batch_size}")
+    started = time.time()
+    while t.step < total:
+        epoch = t.step // per_epoch
+        stage = "regression" if t.step < args.regression_steps else "features"
+        bar = common.progress(batches(data, args.batch_size, epoch), per_epoch, f"{stage} epoch {epoch + 1}")
+        for i, batch in enumerate(bar):
+            if i < t.step % per_epoch:
+                continue  # resuming inside an epoch
+            if t.step < args.regression_steps:
+                stats = {"corner_loss": regression_step(t, batch)}
+            else:
+                stats = feature_step(t, batch, args)
+            t.step += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
+            if t.step in (args.regression_steps, total) or t.step % per_epoch == 0:
+                break
+        t.wall_s += time.time() - started
+        started = time.time()
+        _save(out, args, t, val, split)
+    print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluation_pairs(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """The labelled pairs to score and a description: a DeepLK-format folder's val2014 samples, or --pairs pairs
+    made (with --seed) from the held-out photos of an image folder (--split all: every photo)."""
+    root = Path(args.images)
+    if (root / "val2014_input").is_dir():
+        samples: list[DLKSample] = read_dlk(root, "val2014")
+        return [{"input": s.input, "template": s.template, "corners": s.corners} for s in samples], f"deeplk:{root}"
+    train_photos, test_photos = split_photos(root)
+    photos = test_photos if args.split == "test" else train_photos + test_photos
+    if not photos:
+        raise InputError(f"{root}: none of the held-out photos is here; use --split all to make pairs from every photo")
+    greys = [read_grey(p) for p in photos]
+    pairs = [make_pair(greys[i % len(greys)], np.random.default_rng((args.seed, i)), args.multimodal) for i in range(args.pairs)]
+    return pairs, f"{root} ({args.split}: {', '.join(p.name for p in photos)})"
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc eval homography``."""
+    if args.method == "model" and not args.model:
+        raise InputError("--method model needs --model DIR (or use --method sift)")
+    pairs, data = evaluation_pairs(args)
+    pe, seconds, diverged, iterations = [], [], [], []
+    if args.method == "sift":
+        for p in pairs:
+            started = time.perf_counter()
+            h = sift_homography(p["template"], p["input"])
+            seconds.append(time.perf_counter() - started)
+            pe.append(float(corner_error(torch.as_tensor(h)[None], torch.as_tensor(p["corners"], dtype=torch.float64)[None])))
+            diverged.append(False)
+    else:
+        model, _ = load_homography_model(args.model, torch.device("cpu"))
+        model(torch.zeros(1, 1, 192, 192), torch.zeros(1, 1, 128, 128))  # warm-up
+        for p in pairs:
+            started = time.perf_counter()
+            out = model(torch.as_tensor(p["input"])[None, None], torch.as_tensor(p["template"])[None, None])
+            seconds.append(time.perf_counter() - started)
+            pe.append(float(corner_error(out["h"], torch.as_tensor(p["corners"], dtype=torch.float64)[None])))
+            diverged.append(bool(out["diverged"][0]))
+            iterations.append(int(out["iterations"][0]))
+    pe_arr = np.asarray(pe)
+    result = {
+        "task": "homography", "model": str(args.model) if args.method == "model" else None, "method": args.method,
+        "data": data, "command": args.command, "pairs": len(pairs), "samples": len(pairs), "skipped": 0,
+        "multimodal": args.multimodal, "seed": args.seed,
+        "pe_mean": float(pe_arr.mean()), "pe_median": float(np.median(pe_arr)), "sr": success_rates(pe_arr),
+        "lk_diverged_rate": float(np.mean(diverged)), "lk_iterations_mean": float(np.mean(iterations)) if iterations else None,
+        "time_ms": common.time_stats_ms(seconds), "peak_rss_mb": round(common.peak_rss_mb(), 1), "device": "cpu",
+        "machine": common.machine(), "date": common.now_iso(),
+    }  # fmt: skip
+    if args.json:
+        write_json(args.json, result)
+    sr = result["sr"]
+    print(f"{args.method}: {len(pairs)} pairs, PE mean {result['pe_mean']:.2f} px, median {result['pe_median']:.2f} px, "
+          f"SR<1px {sr['1']:.1f}%, SR<3px {sr['3']:.1f}%, LK diverged {100 * result['lk_diverged_rate']:.1f}%, "
+          f"median {result['time_ms']['median']:.0f} ms/pair")  # fmt: skip
+    return 0
