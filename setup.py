@@ -42,6 +42,7 @@ setup(
             "dlc = dlc_ros.cli:main",
             "registration_node = dlc_ros.registration_node:main",
             "lstm_demo_node = dlc_ros.lstm_demo_node:main",
+            "homography_node = dlc_ros.homography_node:main",
             "mnist_digit_publisher = dlc_ros.lstm_demo_node:publisher_main",
         ]
     },

@@ -30,11 +30,12 @@ from rclpy.utilities import remove_ros_args
 
 from dlc_core.errors import InputError
 
-# Node name -> "module:class". homography_node joins here when it exists.
+# Node name -> "module:class".
 NODES = {
     "registration_node": "dlc_ros.registration_node:RegistrationNode",
     "lstm_demo_node": "dlc_ros.lstm_demo_node:LSTMDemoNode",
     "mnist_digit_publisher": "dlc_ros.lstm_demo_node:DigitPublisher",
+    "homography_node": "dlc_ros.homography_node:HomographyNode",
 }
 PARAMS_KEY = "ros__parameters"
 

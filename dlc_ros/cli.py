@@ -337,6 +337,11 @@ def _add_ros_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=2.0, help="digits per second of the demo source (default 2)")
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters, remappings)")
     p.set_defaults(handler=_lazy("dlc_ros.lstm_demo_node", "cli_main"))
+    p = _parser(kinds, "homography", "Camera-to-map alignment node: camera Image in, homography (camera px -> map px), "
+                "overlay and diagnostics out.",
+                "dlc node homography --ros-args -p map_path:=map.jpg -p model_path:=sift -r camera/image:=/cam/image_raw")  # fmt: skip
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters, remappings)")
+    p.set_defaults(handler=_lazy("dlc_ros.homography_node", "cli_main"))
     p = _parser(verbs, "bringup", "Start the nodes named in a ROS 2 parameter file in one process.",
                 "dlc bringup config/registration.yaml")  # fmt: skip
     p.add_argument("params", help="YAML parameter file: node_name: {ros__parameters: {...}}")

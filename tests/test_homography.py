@@ -20,8 +20,8 @@ from dlc_core.homography.geometry import (
     NOMINAL_CORNERS,
     TEMPLATE_CORNERS,
     corner_error,
-    corners_of,
     homography_from_corners,
+    project,
     rescale,
     success_rates,
 )
@@ -62,8 +62,6 @@ def test_dlt_matches_opencv_and_maps_the_corners() -> None:
     assert corner_error(h, torch.as_tensor(corners[None])).item() < 1e-9
     half = rescale(h, 0.5)  # the same map on half-size images
     point = torch.tensor([[[40.0, 70.0]]], dtype=torch.float64)
-    from dlc_core.homography.geometry import project
-
     np.testing.assert_allclose(project(half, point / 2).numpy() * 2, project(h, point).numpy(), rtol=1e-12)
 
 

@@ -29,6 +29,8 @@ def test_colcon_build_installs_the_executables_launch_and_config(tmp_path: Path)
     assert (prefix / "lib" / "dlc_ros" / "dlc").is_file()
     assert (prefix / "share" / "dlc_ros" / "launch" / "registration.launch.py").is_file()
     assert (prefix / "share" / "dlc_ros" / "launch" / "lstm_demo.launch.py").is_file()
+    assert (prefix / "share" / "dlc_ros" / "launch" / "homography.launch.py").is_file()
+    assert (prefix / "lib" / "dlc_ros" / "homography_node").is_file()
     assert (prefix / "share" / "dlc_ros" / "models" / "lstm_dlc_mnist" / "model_card.json").is_file()
     assert (prefix / "lib" / "dlc_ros" / "lstm_demo_node").is_file() and (prefix / "lib" / "dlc_ros" / "mnist_digit_publisher").is_file()
     assert (prefix / "share" / "dlc_ros" / "config" / "registration.yaml").is_file()
@@ -69,14 +71,19 @@ def test_launch_file_loads_with_launch_ros(tmp_path: Path) -> None:
     assert command[1:] == ["-m", "dlc_ros.cli", "bag", "play", bag, "--wait-subscribers", "120", "--clock"]
 
 
-def test_lstm_demo_launch_file_loads_with_launch_ros(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "launch_file, arguments, executables",
+    [
+        ("lstm_demo.launch.py", ["data", "model_path", "rate_hz", "image_topic"], ["lstm_demo_node", "mnist_digit_publisher"]),
+        ("homography.launch.py", ["map_path", "map_topic", "model_path", "image_topic"], ["homography_node"]),
+    ],
+)
+def test_node_launch_files_load_with_launch_ros(launch_file: str, arguments: list[str], executables: list[str]) -> None:
     pytest.importorskip("launch_ros", reason="launch_ros is not installed (not a wheel; DECISIONS D9)")
     from launch.actions import DeclareLaunchArgument
     from launch.launch_description_sources import get_launch_description_from_python_launch_file
     from launch_ros.actions import Node
 
-    description = get_launch_description_from_python_launch_file(str(REPO / "launch" / "lstm_demo.launch.py"))
-    names = [e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)]
-    assert names == ["data", "model_path", "rate_hz", "image_topic"]
-    nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert [n.node_executable for n in nodes] == ["lstm_demo_node", "mnist_digit_publisher"]
+    description = get_launch_description_from_python_launch_file(str(REPO / "launch" / launch_file))
+    assert [e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)] == arguments
+    assert [e.node_executable for e in description.entities if isinstance(e, Node)] == executables

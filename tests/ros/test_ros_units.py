@@ -207,7 +207,7 @@ def test_bringup_reads_nodes_and_namespaces(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("homography_nod:\n  ros__parameters: {}\n", "homography_nod is not a dlc_ros node \\(known: registration_node, lstm_demo_node, mnist_digit_publisher\\)"),
+    ("homography_nod:\n  ros__parameters: {}\n", "homography_nod is not a dlc_ros node \\(known: registration_node, lstm_demo_node, mnist_digit_publisher, homography_node\\)"),
     ("/**:\n  ros__parameters: {}\n", "configures no dlc_ros node"),
     ("registration_node: 3\n", "must be a mapping with ros__parameters"),
     ("a: [\n", "not valid YAML"),
