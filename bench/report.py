@@ -63,11 +63,28 @@ def step_cost_table() -> list[str]:
     return lines + ["", provenance(r), ""]
 
 
+def lstm_table(name: str) -> list[str]:
+    r = load(name)
+    if r is None:
+        return []
+    b = r["budget"]
+    lines = [f"**LSTM on {b['mode']}-by-{b['mode']} MNIST** — {b['epochs']} epochs ({b['steps']} steps of batch "
+             f"{b['batch_size']}), hidden {b['config']['hidden']}, seeds {', '.join(map(str, b['seeds']))}; {r['data']}.", "",
+             "| arm | test accuracy (10k digits) | validation accuracy | per seed (test) |", "|---|---|---|---|"]  # fmt: skip
+    for s in r["summary"]:
+        seeds = ", ".join(f"{100 * x['accuracy']:.2f}" for x in r["runs"] if x["arm"] == s["arm"])
+        lines.append(f"| {s['arm']} | {pm(s['accuracy'], '.2f', 100)}% | {pm(s['val_accuracy'], '.1f', 100)}% | {seeds} |")
+    return lines + ["", provenance(r), ""]
+
+
 def main() -> None:
     out = []
     out += registration_table("landscape_kinds", "Landscape kinds (DECISIONS D1), one seed, small budget")
     out += registration_table("dlc_vs_dcp", "DCP vs DLC+DCP on `shapes`")
     out += step_cost_table()
+    out += registration_table("prnet_partial", "PRNet vs DLC+PRNet, trained partial-to-partial")
+    out += lstm_table("lstm_pixel")
+    out += lstm_table("lstm_row")
     sys.stdout.write("\n".join(out) + "\n")
 
 

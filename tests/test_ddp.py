@@ -53,3 +53,26 @@ def test_cli_nproc_2_trains_and_writes_one_model(tmp_path: Path) -> None:
     assert main(["train", "registration", "--out", str(tmp_path / "m"), "--nproc", "2", "--steps", "2", "--epochs", "1", *TINY]) == 0
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["train"]["world_size"] == 2 and card["train"]["steps"] == 2
+
+
+def _lstm_worker(rank: Rank, args, out: Path) -> None:
+    """Three LSTM steps (DLC, dropout, BatchNorm) on this rank's own digits."""
+    from training import lstm
+
+    torch.set_num_threads(1)
+    images = torch.randint(0, 256, (64, 28, 28)).float()
+    labels = torch.arange(64) % 10
+    t = lstm.build_training(args, rank, torch.device("cpu"), 4)
+    shard = slice(rank.rank * 8, rank.rank * 8 + 8)
+    for _ in range(3):
+        lstm.train_step(t, images[shard], labels[shard], args, rank)
+    torch.save(t.model.state_dict(), out / f"lstm{rank.rank}.pt")
+
+
+def test_two_process_lstm_replicas_stay_identical(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "lstm", "--data", "unused", "--out", str(tmp_path), "--mode", "row",
+                                      "--hidden", "8", "--device", "cpu"])  # fmt: skip
+    launch(_lstm_worker, 2, torch.device("cpu"), args, tmp_path)
+    r0, r1 = (torch.load(tmp_path / f"lstm{i}.pt", weights_only=True) for i in range(2))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    assert not torch.equal(r0["head.0.running_mean"], torch.zeros(8))  # BatchNorm saw data (and was synced)
