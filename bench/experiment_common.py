@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,13 @@ def summarise(values: list[float]) -> dict:
     """Mean, sample std and count."""
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
+
+
+def cached_eval(out: Path, sha256: str, cmd: list[str], log: Path) -> dict:
+    """The JSON `cmd` writes to `out`, run again only when the cached file is not of the model with this sha256."""
+    cached = json.loads(out.read_text()) if out.is_file() else {}
+    if cached.get("model_sha256") != sha256:
+        run(cmd, log)
+        cached = {**json.loads(out.read_text()), "model_sha256": sha256}
+        out.write_text(json.dumps(cached, indent=2))
+    return cached

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, run, run_root, summarise
+from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
 
 sys.path.insert(0, str(REPO))
 
@@ -38,12 +38,8 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
 def evaluate(folder: Path, sha256: str, data: str) -> dict:
     """Accuracy of a trained arm on the test digits, cached in the run folder by the model's sha256."""
     out = folder / "eval_test.json"
-    cached = json.loads(out.read_text()) if out.is_file() else {}
-    if cached.get("model_sha256") != sha256:
-        run([*DLC, "eval", "lstm", "--model", str(folder), "--data", data, "--json", str(out)], folder.parent / f"{folder.name}.log")
-        cached = {**json.loads(out.read_text()), "model_sha256": sha256}
-        out.write_text(json.dumps(cached, indent=2))
-    return cached
+    cmd = [*DLC, "eval", "lstm", "--model", str(folder), "--data", data, "--json", str(out)]
+    return cached_eval(out, sha256, cmd, folder.parent / f"{folder.name}.log")
 
 
 def main() -> None:

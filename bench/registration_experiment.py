@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, run, run_root, summarise
+from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
 
 sys.path.insert(0, str(REPO))
 
@@ -52,15 +52,10 @@ def train(arm: str, seed: int, steps: int, folder: Path, extra: list[str]) -> di
 def evaluate(folder: Path, sha256: str, protocol: str, icp: str | None) -> dict:
     """Evaluate a trained arm (its model's sha256) on one protocol, with or without ICP, cached in the run folder."""
     out = folder / f"eval_{protocol}_{icp or 'none'}.json"
-    cached = json.loads(out.read_text()) if out.is_file() else {}
-    if cached.get("model_sha256") != sha256:
-        data, variant = ("bunny:data/bunny", "clean") if protocol == "bunny" else ("shapes", protocol)
-        cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", data, "--protocol", variant,
-               "--json", str(out)] + (["--icp", icp] if icp else [])  # fmt: skip
-        run(cmd, folder.parent / f"{folder.name}.log")
-        cached = {**json.loads(out.read_text()), "model_sha256": sha256}
-        out.write_text(json.dumps(cached, indent=2))
-    return cached
+    data, variant = ("bunny:data/bunny", "clean") if protocol == "bunny" else ("shapes", protocol)
+    cmd = [*DLC, "eval", "registration", "--model", str(folder), "--data", data, "--protocol", variant,
+           "--json", str(out)] + (["--icp", icp] if icp else [])  # fmt: skip
+    return cached_eval(out, sha256, cmd, folder.parent / f"{folder.name}.log")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -81,3 +81,19 @@ def load_checkpoint(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{weights}: not a state_dict of tensors")
     return state, card
+
+
+def load_model(folder: str | Path, task: str, backbones: Iterable[str], build: Callable[[dict], torch.nn.Module],
+               device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:  # fmt: skip
+    """A trained model in eval mode on `device`, and its card: the checked checkpoint, the architecture `build`
+    makes from the card (a bad config is one line), the weights loaded strictly (a mismatch is one line)."""
+    state, card = load_checkpoint(folder, task, backbones)
+    try:
+        model = build(card)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{folder}: model card config is not a valid {card.get('backbone')} config ({exc})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{folder}: weights do not match the card's architecture ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), card

@@ -31,7 +31,7 @@ from dlc_core.homography.model import load_homography_model
 from dlc_core.homography.pairs import read_grey
 
 from .image import ImageError, array_to_image, image_to_array, to_gray
-from .params import Param, declare
+from .params import Param, declare, shipped_model
 from .ros_convert import diagnostic_array
 
 NODE_NAME = "homography_node"
@@ -55,13 +55,8 @@ PARAMETERS = (
 
 
 def default_model_path() -> Path:
-    """The shipped model: share/dlc_ros/models/<name> of the installed package, else the source tree's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("dlc_ros")) / "models" / SHIPPED_MODEL
-    except (ImportError, KeyError, OSError):
-        return Path(__file__).resolve().parents[1] / "models" / SHIPPED_MODEL
+    """The shipped model this node loads when model_path is empty."""
+    return shipped_model(SHIPPED_MODEL)
 
 
 def usable(grey: np.ndarray, what: str) -> None:

@@ -31,7 +31,7 @@ from dlc_core.errors import InputError
 from dlc_core.models.lstm import load_lstm_model
 
 from .image import ImageError, array_to_image, image_to_array, to_gray
-from .params import Param, declare
+from .params import Param, declare, shipped_model
 
 NODE_NAME = "lstm_demo_node"
 PUBLISHER_NAME = "mnist_digit_publisher"
@@ -60,13 +60,8 @@ PUBLISHER_PARAMETERS = (
 
 
 def default_model_path() -> Path:
-    """The shipped LSTM model: share/dlc_ros/models/<name> of the installed package, else the source tree's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("dlc_ros")) / "models" / SHIPPED_MODEL
-    except (ImportError, KeyError, OSError):  # no ament index (pip install -e ., a source checkout)
-        return Path(__file__).resolve().parents[1] / "models" / SHIPPED_MODEL
+    """The shipped model this node loads when model_path is empty."""
+    return shipped_model(SHIPPED_MODEL)
 
 
 def fit_digit(gray: np.ndarray) -> np.ndarray:

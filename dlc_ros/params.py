@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -87,3 +88,14 @@ def declare(node: Node, params: Sequence[Param], extra: ExtraCheck | None = None
         except ParameterException as exc:
             raise InputError(f"parameter {param.name}: {str(exc).splitlines()[0]}") from None
     return {p.name: node.get_parameter(p.name).value for p in params}
+
+
+def shipped_model(name: str) -> Path:
+    """A shipped model's folder: share/dlc_ros/models/<name> of the installed package, else the source tree's
+    models/<name> (pip install -e ., a source checkout: no ament index)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("dlc_ros")) / "models" / name
+    except (ImportError, KeyError, OSError):
+        return Path(__file__).resolve().parents[1] / "models" / name

@@ -53,7 +53,7 @@ from dlc_core.pipeline import PipelineConfig, ScanRegistrar
 from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.trajectory_metrics import write_kitti, write_tum
 
-from .params import Param, declare
+from .params import Param, declare, shipped_model
 from .pointcloud2 import PointCloudError, decode_cloud, xyz_to_cloud
 from .ros_convert import diagnostic_array, odometry_msg, pose_stamped_msg, stamp_ns, transform_msg, twist_msg
 
@@ -115,13 +115,8 @@ PARAMETERS = (
 
 
 def default_model_path() -> Path:
-    """The shipped LiDAR model: share/dlc_ros/models/lidar_dlc of the installed package, else the source tree's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("dlc_ros")) / "models" / SHIPPED_MODEL
-    except (ImportError, KeyError, OSError):  # no ament index (pip install -e ., a source checkout)
-        return Path(__file__).resolve().parents[1] / "models" / SHIPPED_MODEL
+    """The shipped model this node loads when model_path is empty."""
+    return shipped_model(SHIPPED_MODEL)
 
 
 # ---------------------------------------------------------------- the pipeline

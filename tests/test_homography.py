@@ -216,10 +216,13 @@ def test_success_rates() -> None:
 def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path) -> None:
     photos = homography_data / "photos"
     out = tmp_path / "h"
-    assert main(["train", "homography", "--images", str(photos), "--out", str(out), "--regression-steps", "2",
-                 "--steps", "1", "--batch-size", "2", "--pairs-per-epoch", "4", "--channels", "4"]) == 0  # fmt: skip
+    tiny = ["train", "homography", "--images", str(photos), "--out", str(out), "--regression-steps", "2",
+            "--batch-size", "2", "--pairs-per-epoch", "4", "--channels", "4"]  # fmt: skip
+    assert main([*tiny, "--steps", "1"]) == 0
     card = json.loads((out / "model_card.json").read_text())
     assert card["task"] == "homography" and card["train"]["done_steps"] == 3
+    assert main([*tiny, "--steps", "2", "--resume"]) == 0  # one more feature step
+    assert json.loads((out / "model_card.json").read_text())["train"]["done_steps"] == 4
     assert set(card["train"]["held_out_photos"]) == {"chelsea.jpg", "flower.jpg", "grace_hopper.jpg", "rocket.jpg"}
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),

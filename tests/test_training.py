@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dlc_ros.cli import main
 
@@ -113,3 +114,24 @@ def test_eval_refuses_a_nan_dataset(tmp_path: Path, trained: dict[str, Path]) ->
         f.create_dataset("label", data=np.zeros((2, 1), np.int64))
     proc = run_cli("eval", "registration", "--model", str(trained["long"]), "--data", f"modelnet40:{tmp_path}")
     assert proc.returncode == 2 and "NaN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("dlc", ["--dlc", "--no-dlc"])
+def test_a_prnet_step_optimises_task_feature_term_and_hinges_together(dlc: str) -> None:
+    """The DLC arm keeps PRNet's feature term: the hinges are the only difference between the arms (D2)."""
+    from torch.utils.data import DataLoader
+
+    from dlc_core.data.registration_data import parse_spec, training_sets
+    from dlc_ros.cli import build_parser
+    from training.distributed import Rank
+    from training.registration import build_training, train_step
+
+    args = build_parser().parse_args(["train", "registration", "--out", "unused", "--backbone", "prnet", dlc,
+                                      "--emb-dims", "16", "--channels", "8,8,8,8", "--ff-dims", "32", "--n-heads", "2",
+                                      "--num-points", "64", "--batch-size", "4", "--protocol", "partial"])  # fmt: skip
+    train_set, _ = training_sets(parse_spec(args.data, ("shapes",)), args.protocol, args.num_points, args.seed)
+    t = build_training(args, Rank(), torch.device("cpu"), 1)
+    stats = train_step(t, next(iter(DataLoader(train_set, batch_size=4))), args, Rank())
+    hinges = stats["h1"] + stats["h2"] + stats["h3"] if dlc == "--dlc" else 0.0
+    assert stats["feature"] > 0
+    assert stats["loss"] == pytest.approx(stats["task"] + args.feature_weight * stats["feature"] + hinges, rel=1e-5)

@@ -111,3 +111,50 @@ def read_train_state(path: Path, args: Any, keys: tuple[str, ...]) -> dict[str, 
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state
+
+
+OPTIMISER_FIELDS = ("optimizer", "scheduler")  # what a trainer's Training holds beside model and dlc, by default
+
+
+def snapshot(t: Any, fields: tuple[str, ...] = OPTIMISER_FIELDS) -> dict[str, Any]:
+    """The resumable state of a trainer's Training: model, DLC loss, the objects named in `fields` (optimisers,
+    schedules), generator and counters."""
+    return {
+        "model": t.model.state_dict(),
+        "dlc": t.dlc.state_dict() if t.dlc is not None else None,
+        **{name: getattr(t, name).state_dict() for name in fields},
+        "generator": t.generator.get_state(),
+        "step": t.step,
+        "epoch": t.epoch,
+        "wall_s": t.wall_s,
+    }
+
+
+def restore(t: Any, state: dict[str, Any], fields: tuple[str, ...] = OPTIMISER_FIELDS) -> None:
+    """Put a snapshot back into a trainer's Training."""
+    t.model.load_state_dict(state["model"])
+    if t.dlc is not None:
+        t.dlc.load_state_dict(state["dlc"])
+    for name in fields:
+        getattr(t, name).load_state_dict(state[name])
+    t.generator.set_state(state["generator"])
+    t.step, t.epoch, t.wall_s = state["step"], state["epoch"], state["wall_s"]
+
+
+def optimiser_step(t: Any, loss: torch.Tensor, rank: Any, grad_clip: float) -> None:
+    """One optimiser step of a trainer's Training: backward, DLC parameters averaged across DDP ranks (they live
+    outside the DDP module), gradient clipping (a non-finite norm skips the step), BatchNorm buffers synced from
+    rank 0, schedule and step counter advanced."""
+    from .distributed import average_gradients, broadcast_buffers
+
+    t.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if rank.distributed and t.dlc is not None:
+        average_gradients(list(t.dlc.parameters()), rank.world_size)
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), grad_clip)
+    if torch.isfinite(grad_norm):
+        t.optimizer.step()
+    if rank.distributed:
+        broadcast_buffers(t.model)
+    t.scheduler.step()
+    t.step += 1

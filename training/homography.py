@@ -47,7 +47,11 @@ class Training:
     feature_opt: torch.optim.Optimizer
     generator: torch.Generator
     step: int = 0  # regression steps, then feature steps
+    epoch: int = 0
     wall_s: float = 0.0
+
+
+OPTIMISERS = ("regression_opt", "feature_opt")
 
 
 def model_config(args: argparse.Namespace) -> HomographyConfig:
@@ -138,10 +142,7 @@ def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], spl
     metrics = validate(t.model, val)
     print(f"step {t.step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
     save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split))
-    state = {"model": t.model.state_dict(), "dlc": t.dlc.state_dict() if t.dlc is not None else None,
-             "regression_opt": t.regression_opt.state_dict(), "feature_opt": t.feature_opt.state_dict(),
-             "generator": t.generator.get_state(), "step": t.step, "wall_s": t.wall_s}  # fmt: skip
-    common.write_train_state(out / STATE_FILE, state, args, RESUME_KEYS)
+    common.write_train_state(out / STATE_FILE, common.snapshot(t, OPTIMISERS), args, RESUME_KEYS)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -160,21 +161,14 @@ def train(args: argparse.Namespace) -> int:
                  torch.Generator().manual_seed(args.seed))  # fmt: skip
     out = Path(args.out)
     if args.resume:
-        state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
-        model.load_state_dict(state["model"])
-        if dlc is not None:
-            dlc.load_state_dict(state["dlc"])
-        t.regression_opt.load_state_dict(state["regression_opt"])
-        t.feature_opt.load_state_dict(state["feature_opt"])
-        t.generator.set_state(state["generator"])
-        t.step, t.wall_s = state["step"], state["wall_s"]
+        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS), OPTIMISERS)
     total = args.regression_steps + args.steps
     per_epoch = args.pairs_per_epoch // args.batch_size
     if per_epoch == 0:
         raise InputError(f"--pairs-per-epoch {args.pairs_per_epoch} is smaller than --batch-size {args.batch_size}")
     started = time.time()
     while t.step < total:
-        epoch = t.step // per_epoch
+        t.epoch = epoch = t.step // per_epoch
         stage = "regression" if t.step < args.regression_steps else "features"
         bar = common.progress(batches(data, args.batch_size, epoch), per_epoch, f"{stage} epoch {epoch + 1}")
         for i, batch in enumerate(bar):

@@ -32,7 +32,7 @@ from dlc_core.errors import InputError
 from dlc_core.models.lstm import CLASSES, LSTMClassifier, LSTMConfig, load_lstm_model
 
 from . import common
-from .distributed import Rank, average_gradients, broadcast_buffers, launch
+from .distributed import Rank, launch
 from .registration import dlc_config
 
 STATE_FILE = "train_state.pt"
@@ -106,17 +106,7 @@ def train_step(t: Training, images: torch.Tensor, labels: torch.Tensor, args: ar
         task = terms.landscape_at_truth.mean()  # L(y) = CE with the label
         loss = task + terms.loss
         stats = {"h1": terms.h1.item(), "h2": terms.h2.item(), "h3": terms.h3.item()}
-    t.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if rank.distributed and t.dlc is not None:
-        average_gradients(list(t.dlc.parameters()), rank.world_size)
-    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.grad_clip)
-    if torch.isfinite(grad_norm):
-        t.optimizer.step()
-    if rank.distributed:
-        broadcast_buffers(t.model)
-    t.scheduler.step()
-    t.step += 1
+    common.optimiser_step(t, loss, rank, args.grad_clip)
     return {"task": task.item(), **stats, "loss": loss.item()}
 
 
@@ -165,30 +155,6 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, dev
     }  # fmt: skip
 
 
-def _state(t: Training) -> dict:
-    return {
-        "model": t.model.state_dict(),
-        "dlc": t.dlc.state_dict() if t.dlc is not None else None,
-        "optimizer": t.optimizer.state_dict(),
-        "scheduler": t.scheduler.state_dict(),
-        "generator": t.generator.get_state(),
-        "step": t.step,
-        "epoch": t.epoch,
-        "wall_s": t.wall_s,
-    }
-
-
-def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
-    state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
-    t.model.load_state_dict(state["model"])
-    if t.dlc is not None:
-        t.dlc.load_state_dict(state["dlc"])
-    t.optimizer.load_state_dict(state["optimizer"])
-    t.scheduler.load_state_dict(state["scheduler"])
-    t.generator.set_state(state["generator"])
-    t.step, t.epoch, t.wall_s = state["step"], state["epoch"], state["wall_s"]
-
-
 def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     """The training loop run by every rank; rank 0 validates and writes the files."""
     device = common.resolve_device(args.device)
@@ -205,7 +171,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     t = build_training(args, rank, device, len(loader))
     out = Path(args.out)
     if args.resume:
-        _resume(out, args, t)
+        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS))
     started = time.time()
     while t.epoch < args.epochs and t.step < t.total_steps:
         sampler.set_epoch(t.epoch)
@@ -223,7 +189,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
             metrics = validate(t.model, images[val_idx], labels[val_idx], device)
             print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
             save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split, device))
-            common.write_train_state(out / STATE_FILE, _state(t), args, RESUME_KEYS)
+            common.write_train_state(out / STATE_FILE, common.snapshot(t), args, RESUME_KEYS)
     if rank.is_main:
         print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
 

@@ -44,7 +44,7 @@ from dlc_core.registration_objective import (
 )
 
 from . import common
-from .distributed import Rank, average_gradients, broadcast_buffers, launch
+from .distributed import Rank, launch
 
 TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim")
 SCAN_SPECS = ("kitti", "sim")
@@ -164,19 +164,9 @@ def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Names
     if t.dlc is not None:
         landscape = make_landscape(args.landscape, t.model, src, tgt, passes, r_gt, t_gt)
         terms = t.dlc(landscape, chart_point(batch["euler"], t_gt), rigid_chart(args.noise_rot_deg, args.noise_trans), t.generator)
-        loss = task + terms.loss
+        loss = loss + terms.loss  # on top of the task and any PRNet terms: the hinges are the arms' only difference
         stats.update(h1=terms.h1.item(), h2=terms.h2.item(), h3=terms.h3.item(), alpha=terms.alpha, mu=terms.mu)
-    t.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if rank.distributed and t.dlc is not None:
-        average_gradients(list(t.dlc.parameters()), rank.world_size)
-    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.grad_clip)
-    if torch.isfinite(grad_norm):
-        t.optimizer.step()
-    if rank.distributed:
-        broadcast_buffers(t.model)
-    t.scheduler.step()
-    t.step += 1
+    common.optimiser_step(t, loss, rank, args.grad_clip)
     stats["loss"] = loss.item()
     return stats
 
@@ -228,31 +218,6 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, preprocess: dict
     }  # fmt: skip
 
 
-def _save_state(out: Path, args: argparse.Namespace, t: Training) -> None:
-    state = {
-        "model": t.model.state_dict(),
-        "dlc": t.dlc.state_dict() if t.dlc is not None else None,
-        "optimizer": t.optimizer.state_dict(),
-        "scheduler": t.scheduler.state_dict(),
-        "generator": t.generator.get_state(),
-        "step": t.step,
-        "epoch": t.epoch,
-        "wall_s": t.wall_s,
-    }
-    common.write_train_state(out / STATE_FILE, state, args, RESUME_KEYS)
-
-
-def _resume(out: Path, args: argparse.Namespace, t: Training) -> None:
-    state = common.read_train_state(out / STATE_FILE, args, RESUME_KEYS)
-    t.model.load_state_dict(state["model"])
-    if t.dlc is not None:
-        t.dlc.load_state_dict(state["dlc"])
-    t.optimizer.load_state_dict(state["optimizer"])
-    t.scheduler.load_state_dict(state["scheduler"])
-    t.generator.set_state(state["generator"])
-    t.step, t.epoch, t.wall_s = state["step"], state["epoch"], state["wall_s"]
-
-
 def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     """The training loop run by every rank; rank 0 validates and writes the files."""
     device = common.resolve_device(args.device)
@@ -267,7 +232,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     t = build_training(args, rank, device, len(loader))
     out = Path(args.out)
     if args.resume:
-        _resume(out, args, t)
+        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS))
     started = time.time()
     while t.epoch < args.epochs and t.step < t.total_steps:
         sampler.set_epoch(t.epoch)
@@ -286,7 +251,7 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
             metrics = validate(t.model, val_loader, unrolled_passes(args), device, scale)
             print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
             save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, preprocess, device))
-            _save_state(out, args, t)
+            common.write_train_state(out / STATE_FILE, common.snapshot(t), args, RESUME_KEYS)
     if rank.is_main:
         print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
 

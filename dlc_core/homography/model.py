@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint
-from ..errors import InputError
+from ..checkpoint import load_model
 from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners, rescale
 from .lk import inverse_compositional, lk_loss
 
@@ -135,12 +134,5 @@ class HomographyModel(nn.Module):
 
 def load_homography_model(folder: str | Path, device: torch.device) -> tuple[HomographyModel, dict]:
     """A trained homography model in eval mode on `device`, and its card."""
-    state, card = load_checkpoint(folder, "homography", ("deeplk",))
-    try:
-        model = HomographyModel(HomographyConfig.from_card(card["config"]))
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{folder}: model card config is not a valid deeplk config ({exc})") from None
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: weights do not match the card's architecture ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), card
+    build = lambda card: HomographyModel(HomographyConfig.from_card(card["config"]))  # noqa: E731
+    return load_model(folder, "homography", ("deeplk",), build, device)

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint
-from ..errors import InputError
+from ..checkpoint import load_model
 
 MODES = {"pixel": (784, 1), "row": (28, 28)}  # steps, values per step
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -75,12 +74,4 @@ class LSTMClassifier(nn.Module):
 
 def load_lstm_model(folder: str | Path, device: torch.device) -> tuple[LSTMClassifier, dict]:
     """A trained LSTM classifier in eval mode on `device`, and its card."""
-    state, card = load_checkpoint(folder, "lstm", ("lstm",))
-    try:
-        model = LSTMClassifier(LSTMConfig(**card["config"]))
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{folder}: model card config is not a valid lstm config ({exc})") from None
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: weights do not match the card's architecture ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), card
+    return load_model(folder, "lstm", ("lstm",), lambda card: LSTMClassifier(LSTMConfig(**card["config"])), device)
