@@ -1,0 +1,105 @@
+"""Experiment: the DeepLK-style homography model with DLC (PRISE hinges) and without (DeepLK's convex loss), same
+budget and seeds, against SIFT + RANSAC on the same pairs (issue 5). Pairs are made from the held-out photos of
+../shared/data/homography/photos (--pairs per test set, seed fixed), single-modal and --multimodal.
+
+Every arm is a ``dlc train homography`` run (resumed when interrupted) followed by ``dlc eval homography`` on each
+test set; the results file has every run's PE and success rates, the mean ± std over seeds, and SIFT's rows.
+
+    .venv/bin/python bench/homography_experiment.py --name homography --seeds 0,1,2 --regression-steps 600 --steps 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
+
+sys.path.insert(0, str(REPO))
+
+ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"]}
+TESTS = {"single": [], "multimodal": ["--multimodal"]}
+SR = ("0.1", "0.5", "1", "3", "5", "10", "20")
+
+
+def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
+    """Train (or finish training) one arm with one seed; returns its model card."""
+    card_path = folder / "model_card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card.get("train", {}).get("done_steps", 0) < args.regression_steps + args.steps:
+        cmd = [*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
+               "--regression-steps", str(args.regression_steps), "--steps", str(args.steps), *ARMS[arm]]  # fmt: skip
+        run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
+        card = json.loads(card_path.read_text())
+    return card
+
+
+def evaluate(folder: Path, sha256: str | None, test: str, args: argparse.Namespace) -> dict:
+    """One test set for a trained arm (or SIFT when sha256 is None), cached by the model's sha256."""
+    out = folder / f"eval_{test}.json"
+    method = ["--method", "sift"] if sha256 is None else ["--model", str(folder)]
+    cmd = [*DLC, "eval", "homography", *method, "--images", args.images, "--pairs", str(args.pairs), "--seed", "1234",
+           *TESTS[test], "--json", str(out)]  # fmt: skip
+    return cached_eval(out, sha256 or "sift", cmd, folder.parent / f"{folder.name}.log")
+
+
+def row(arm: str, seed: int | None, test: str, r: dict) -> dict:
+    return {"arm": arm, "seed": seed, "test": test, "pairs": r["pairs"], "pe_mean": r["pe_mean"], "pe_median": r["pe_median"],
+            **{f"sr_{t}": r["sr"][t] for t in SR}, "lk_diverged_rate": r["lk_diverged_rate"],
+            "time_ms_median": r["time_ms"]["median"]}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True, help="results file bench/results/<name>.json")
+    p.add_argument("--arms", default="no-dlc,dlc")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--regression-steps", type=int, required=True)
+    p.add_argument("--steps", type=int, required=True, help="feature-stage steps per arm (the shared budget)")
+    p.add_argument("--pairs", type=int, default=200, help="pairs per test set")
+    p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--train-only", action="store_true")
+    args = p.parse_args()
+    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    if set(arms) - set(ARMS):
+        sys.exit(f"unknown arms: {', '.join(sorted(set(arms) - set(ARMS)))}")
+    root = run_root(args.runs, args.name)
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            folder = root / f"{arm}_seed{seed}"
+            card = train(arm, seed, args, folder)
+            print(f"trained {folder.name}: {card['train']['done_steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
+            runs.append((arm, seed, folder, card))
+    if args.train_only:
+        return
+
+    from dlc_core.atomic import write_json
+    from training.common import machine, now_iso
+
+    sift_folder = root / "sift"
+    sift_folder.mkdir(exist_ok=True)
+    rows = [row("sift", None, test, evaluate(sift_folder, None, test, args)) for test in TESTS]
+    for arm, seed, folder, card in runs:
+        rows += [row(arm, seed, test, evaluate(folder, card["sha256"], test, args)) for test in TESTS]
+    metrics = ("pe_mean", "pe_median", *(f"sr_{t}" for t in SR), "lk_diverged_rate", "time_ms_median")
+    summary = [{"arm": arm, "test": test, **{m: summarise([r[m] for r in rows if r["arm"] == arm and r["test"] == test])
+                                              for m in metrics}}
+               for arm in ["sift", *arms] for test in TESTS]  # fmt: skip
+    write_json(REPO / "bench/results" / f"{args.name}.json", {
+        "experiment": args.name, "command": " ".join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
+        "machine": machine(),
+        "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
+                   "batch_size": runs[0][3]["train"]["batch_size"], "config": runs[0][3]["config"]},
+        "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0][3]['train']['held_out_photos']}",
+        "summary": summary, "runs": rows,
+    })  # fmt: skip
+    print(f"wrote bench/results/{args.name}.json")
+
+
+if __name__ == "__main__":
+    main()
