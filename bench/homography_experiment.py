@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import os
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def main() -> None:
                                               for m in metrics}}
                for arm in ["sift", *arms] for test in TESTS]  # fmt: skip
     write_json(REPO / "bench/results" / f"{args.name}.json", {
-        "experiment": args.name, "command": " ".join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
+        "experiment": args.name, "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(),
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
                    "batch_size": runs[0][3]["train"]["batch_size"], "config": runs[0][3]["config"]},

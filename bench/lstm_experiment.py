@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import os
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def main() -> None:
     train0 = runs[0]["card"]["train"]
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "experiment": args.name,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "date": now_iso(),
         "machine": machine(),
         "budget": {"mode": args.mode, "epochs": args.epochs, "steps": train0["steps"], "batch_size": train0["batch_size"],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def main() -> None:
     card0 = runs[0]["card"]
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "experiment": args.name,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "date": now_iso(),
         "machine": machine(),
         "budget": {"steps": args.steps, "batch_size": card0["train"]["batch_size"], "seeds": seeds,
