@@ -236,3 +236,21 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path)
     proc = subprocess.run([sys.executable, "-m", "dlc_ros.cli", "eval", "homography", "--images", str(photos)],
                           capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --method model needs --model DIR (or use --method sift)"
+
+
+def test_lk_divergence_is_caught_without_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A level whose LK result throws the template out of the input keeps the earlier estimate and is flagged."""
+    from dlc_core.homography import model as model_module
+    from dlc_core.homography.lk import LKResult
+
+    def runaway(template, image, h0, max_iters, stop_px):  # lower LK loss, but corners far outside the input
+        far = h0.clone()
+        far[:, :2, 2] += 500.0
+        return LKResult(far, torch.full((len(h0),), 3), torch.ones(len(h0)), torch.zeros(len(h0)))
+
+    monkeypatch.setattr(model_module, "inverse_compositional", runaway)
+    model = HomographyModel(HomographyConfig(channels=4)).eval()
+    out = model(torch.rand(2, 1, 192, 192), torch.rand(2, 1, 128, 128))
+    assert out["diverged"].all()
+    torch.testing.assert_close(out["h"], out["h_regression"])
+    assert model_module.outside(h_of(NOMINAL_CORNERS)).tolist() == [False]

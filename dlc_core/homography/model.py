@@ -1,8 +1,8 @@
 """The DeepLK-style homography model (METHOD.md §3.3), sized for a CPU: a regression network for the initial H,
 separate feature pyramids for input and template (3 levels, stride 2 each), each level reduced to a one-channel
 DLKFM map, and inverse-compositional LK coarse to fine from the regression estimate. No ground truth at test time:
-when LK diverges (a non-finite H, or a larger LK loss than at the start of a level), the regression H is kept and
-the pair is flagged."""
+when a level of LK diverges (a non-finite H, a larger LK loss than at its start, or template corners more than
+16 px outside the input), the estimate from before that level is kept and the pair is flagged."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import load_model
-from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners, rescale
+from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, corners_of, homography_from_corners, rescale
 from .lk import inverse_compositional, lk_loss
 
 LEVELS = 3
 PAD = (INPUT_SIDE - TEMPLATE_SIDE) // 2  # the template sits at (32, 32) of the regression input
+OUTSIDE_MARGIN = 16.0  # px beyond the input's border that LK corners may reach before the level counts as diverged
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,18 @@ class HomographyModel(nn.Module):
             scale = 0.5**level
             result = inverse_compositional(template_maps[level], image_maps[level], rescale(h, scale),
                                            self.config.lk_iters, self.config.lk_stop_px * scale)  # fmt: skip
-            bad = ~torch.isfinite(result.h).all((1, 2)) | (result.loss_end > result.loss_start)
+            bad = ~torch.isfinite(result.h).all((1, 2)) | (result.loss_end > result.loss_start) | outside(rescale(result.h, 1 / scale))
             h = torch.where(bad[:, None, None], h, rescale(result.h, 1 / scale))
             diverged |= bad.cpu()
             iterations += result.iterations.cpu()
         return {"h": h, "h_regression": h0, "iterations": iterations, "diverged": diverged}
+
+
+def outside(h: Tensor, margin: float = OUTSIDE_MARGIN) -> Tensor:
+    """Per pair: does the template, mapped by H, leave the input by more than `margin` px? The template lies inside
+    the input by construction, so such an H is a divergence (no ground truth needed)."""
+    corners = corners_of(h)
+    return ((corners < -margin) | (corners > INPUT_SIDE - 1 + margin)).flatten(1).any(1)
 
 
 def load_homography_model(folder: str | Path, device: torch.device) -> tuple[HomographyModel, dict]:
