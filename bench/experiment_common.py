@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -46,3 +47,25 @@ def cached_eval(out: Path, sha256: str, cmd: list[str], log: Path) -> dict:
         cached = {**json.loads(out.read_text()), "model_sha256": sha256}
         out.write_text(json.dumps(cached, indent=2))
     return cached
+
+
+def names(text: str, known: object, kind: str) -> list[str]:
+    """A comma-separated list of names, each one of `known`; an unknown one ends the script with one line."""
+    chosen = text.split(",")
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        sys.exit(f"unknown {kind}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return chosen
+
+
+def train_arms(root: Path, arms: list[str], seeds: list[int], train: Callable[[str, int, Path], dict],
+               steps_key: str = "steps") -> list[dict]:  # fmt: skip
+    """Train (or finish) every arm for every seed in root/<arm>_seed<seed>; [{arm, seed, folder, card}]."""
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            folder = root / f"{arm}_seed{seed}"
+            card = train(arm, seed, folder)
+            print(f"trained {folder.name}: {card['train'][steps_key]} steps, {card['train']['wall_s']:.0f} s", flush=True)
+            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
+    return runs

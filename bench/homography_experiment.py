@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
+from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summarise, train_arms
 
 sys.path.insert(0, str(REPO))
 
@@ -65,17 +65,9 @@ def main() -> None:
     p.add_argument("--runs", default="runs")
     p.add_argument("--train-only", action="store_true")
     args = p.parse_args()
-    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
-    if set(arms) - set(ARMS):
-        sys.exit(f"unknown arms: {', '.join(sorted(set(arms) - set(ARMS)))}")
+    arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
-    runs = []
-    for seed in seeds:
-        for arm in arms:
-            folder = root / f"{arm}_seed{seed}"
-            card = train(arm, seed, args, folder)
-            print(f"trained {folder.name}: {card['train']['done_steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
-            runs.append((arm, seed, folder, card))
+    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps")
     if args.train_only:
         return
 
@@ -85,8 +77,8 @@ def main() -> None:
     sift_folder = root / "sift"
     sift_folder.mkdir(exist_ok=True)
     rows = [row("sift", None, test, evaluate(sift_folder, None, test, args)) for test in TESTS]
-    for arm, seed, folder, card in runs:
-        rows += [row(arm, seed, test, evaluate(folder, card["sha256"], test, args)) for test in TESTS]
+    for r in runs:
+        rows += [row(r["arm"], r["seed"], test, evaluate(r["folder"], r["card"]["sha256"], test, args)) for test in TESTS]
     metrics = ("pe_mean", "pe_median", *(f"sr_{t}" for t in SR), "lk_diverged_rate", "time_ms_median")
     summary = [{"arm": arm, "test": test, **{m: summarise([r[m] for r in rows if r["arm"] == arm and r["test"] == test])
                                               for m in metrics}}
@@ -95,8 +87,8 @@ def main() -> None:
         "experiment": args.name, "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(),
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
-                   "batch_size": runs[0][3]["train"]["batch_size"], "config": runs[0][3]["config"]},
-        "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0][3]['train']['held_out_photos']}",
+                   "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"]},
+        "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip
     print(f"wrote bench/results/{args.name}.json")

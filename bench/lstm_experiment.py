@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
+from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summarise, train_arms
 
 sys.path.insert(0, str(REPO))
 
@@ -55,18 +55,10 @@ def main() -> None:
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
     p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
     args = p.parse_args()
-    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
-    if set(arms) - set(ARMS):
-        sys.exit(f"unknown arms: {', '.join(sorted(set(arms) - set(ARMS)))}")
+    arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
 
-    runs = []
-    for seed in seeds:
-        for arm in arms:
-            folder = root / f"{arm}_seed{seed}"
-            card = train(arm, seed, args, folder)
-            print(f"trained {folder.name}: {card['train']['steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
-            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
+    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args, folder))
     if args.train_only:
         return
 

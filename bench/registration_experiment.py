@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, cached_eval, run, run_root, summarise
+from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summarise, train_arms
 
 sys.path.insert(0, str(REPO))
 
@@ -70,20 +70,12 @@ def main() -> None:
     p.add_argument("--protocols", default="clean,unseen", help=f"evaluation sets, from {', '.join(PROTOCOLS)}")
     p.add_argument("--extra", default="", help="extra flags for every training run, e.g. '--beta 2'")
     args = p.parse_args()
-    arms, seeds, protocols = args.arms.split(","), [int(s) for s in args.seeds.split(",")], args.protocols.split(",")
-    for kind, names, known in (("arms", arms, ARMS), ("protocols", protocols, PROTOCOLS)):
-        if set(names) - set(known):
-            sys.exit(f"unknown {kind}: {', '.join(sorted(set(names) - set(known)))}")
+    arms, protocols = names(args.arms, ARMS, "arms"), names(args.protocols, PROTOCOLS, "protocols")
+    seeds = [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
     extra = args.extra.split()
 
-    runs = []
-    for seed in seeds:
-        for arm in arms:
-            folder = root / f"{arm}_seed{seed}"
-            card = train(arm, seed, args.steps, folder, extra)
-            print(f"trained {folder.name}: {card['train']['steps']} steps, {card['train']['wall_s']:.0f} s", flush=True)
-            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
+    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args.steps, folder, extra))
     if args.train_only:
         return
 

@@ -72,7 +72,8 @@ def spin_nodes(factories: Sequence[Callable[..., Any]], ros_args: Sequence[str])
             executor.spin()
         finally:
             for node in reversed(nodes):
-                node.close()
+                if hasattr(node, "close"):  # nodes with a worker or files to finish (registration_node)
+                    node.close()
                 node.destroy_node()
     return 0
 

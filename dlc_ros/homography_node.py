@@ -13,7 +13,6 @@ same problem) and a count in the diagnostics.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
@@ -31,14 +30,14 @@ from dlc_core.homography.model import load_homography_model
 from dlc_core.homography.pairs import read_grey
 
 from .image import ImageError, array_to_image, image_to_array, to_gray
-from .params import Param, declare, shipped_model
+from .node_log import ProblemLog
+from .params import RELIABILITY, Param, declare, input_qos, shipped_model
 from .ros_convert import diagnostic_array
 
 NODE_NAME = "homography_node"
 SHIPPED_MODEL = "homography_dlc"
 MIN_SIDE = 32
 BLANK_STD = 1e-3  # grey-level std (0-1 scale) below which an image has nothing to align
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 PARAMETERS = (
@@ -96,7 +95,7 @@ class HomographyNode(Node):
         model = None if values["model_path"] == "sift" else load_homography_model(self._model_name, torch.device("cpu"))[0]
         self._aligner = Aligner(model)
         self._map: np.ndarray | None = None
-        self._warned: dict[str, float] = {}
+        self._problems = ProblemLog(self.get_logger())
         self._counts = {"aligned": 0, "rejected": 0, "no_map": 0, "lk_diverged": 0}
         self._last: dict[str, object] = {}
         self._h_pub = self.create_publisher(Float64MultiArray, "homography", 10)
@@ -107,17 +106,9 @@ class HomographyNode(Node):
             self._load_map(values["map_path"])
         if values["map_topic"]:
             self.create_subscription(Image, values["map_topic"], self._on_map, LATCHED)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["qos_depth"],
-                         reliability=RELIABILITY[values["qos_reliability"]])  # fmt: skip
-        self._sub = self.create_subscription(Image, values["image_topic"], self._on_image, qos)
+        self._sub = self.create_subscription(Image, values["image_topic"], self._on_image, input_qos(values))
         self.get_logger().info(f"aligner {'SIFT + RANSAC' if model is None else self._model_name}; listening on "
                                f"{self._sub.topic_name}; map {'loaded' if self._map is not None else 'not loaded yet'}")  # fmt: skip
-
-    def _warn(self, problem: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(problem, -np.inf) >= 1.0:
-            self._warned[problem] = now
-            self.get_logger().warning(problem)
 
     def _load_map(self, path: str) -> None:
         """Read the map file; a failure is a warning and leaves the node without a map (it keeps running)."""
@@ -126,7 +117,7 @@ class HomographyNode(Node):
             usable(grey, f"map {path}")
         except (InputError, ValueError) as exc:
             self._map = None
-            self._warn(f"map not loaded: {exc}")
+            self._problems.warn(f"map not loaded: {exc}")
             return
         self._map = grey
         self.get_logger().info(f"map {path}: {grey.shape[1]}x{grey.shape[0]}")
@@ -144,7 +135,7 @@ class HomographyNode(Node):
             grey = grey_of(msg)
             usable(grey, "map image")
         except (ImageError, ValueError) as exc:
-            self._warn(f"map image rejected: {exc}")
+            self._problems.warn(f"map image rejected: {exc}")
             return
         self._map = grey
         self.get_logger().info(f"map from topic: {grey.shape[1]}x{grey.shape[0]}")
@@ -155,12 +146,12 @@ class HomographyNode(Node):
             usable(camera, "camera image")
         except (ImageError, ValueError) as exc:
             self._counts["rejected"] += 1
-            self._warn(f"camera image rejected ({self._counts['rejected']} so far): {exc}")
+            self._problems.warn(f"camera image rejected ({self._counts['rejected']} so far): {exc}")
             self._publish_diagnostics(msg, "WARN", str(exc))
             return
         if self._map is None:
             self._counts["no_map"] += 1
-            self._warn("no map loaded: set map_path or publish the map on map_topic")
+            self._problems.warn("no map loaded: set map_path or publish the map on map_topic")
             self._publish_diagnostics(msg, "WARN", "no map")
             return
         result = self._aligner.align(camera, self._map)
@@ -182,9 +173,6 @@ class HomographyNode(Node):
         values = {**self._last, **self._counts}
         self._diag_pub.publish(diagnostic_array(msg.header.stamp, f"dlc_ros: {NODE_NAME}", msg.header.frame_id or "camera",
                                                 level, message, values))  # fmt: skip
-
-    def close(self) -> None:
-        """Nothing to stop (no worker thread); here for spin_nodes."""
 
 
 def cli_main(args: Any) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import Image
 
+from dlc_core.images import BT601
+
 # encoding -> (channels, bytes per channel)
 ENCODINGS = {"mono8": (1, 1), "8UC1": (1, 1), "mono16": (1, 2), "16UC1": (1, 2), "rgb8": (3, 1), "bgr8": (3, 1),
              "rgba8": (4, 1), "bgra8": (4, 1)}  # fmt: skip
@@ -42,7 +44,7 @@ def to_gray(pixels: np.ndarray, encoding: str) -> np.ndarray:
     ITU-R BT.601 weights, alpha dropped)."""
     if pixels.ndim == 3:
         rgb = pixels[:, :, :3][:, :, ::-1] if encoding.startswith("bgr") else pixels[:, :, :3]
-        gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        gray = rgb.astype(np.float32) @ BT601
     else:
         gray = pixels.astype(np.float32)
     return gray / 257.0 if pixels.dtype == np.uint16 else gray

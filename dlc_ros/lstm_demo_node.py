@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,21 @@ import numpy as np
 import torch
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, Int32, MultiArrayDimension
 
 from dlc_core.data.mnist import SIDE, load_mnist
 from dlc_core.errors import InputError
+from dlc_core.images import resize
 from dlc_core.models.lstm import load_lstm_model
 
 from .image import ImageError, array_to_image, image_to_array, to_gray
-from .params import Param, declare, shipped_model
+from .node_log import ProblemLog
+from .params import RELIABILITY, Param, declare, input_qos, shipped_model
 
 NODE_NAME = "lstm_demo_node"
 PUBLISHER_NAME = "mnist_digit_publisher"
 SHIPPED_MODEL = "lstm_dlc_mnist"
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-WARN_EVERY_S = 1.0
 
 PARAMETERS = (
     Param("model_path", "", f"LSTM model folder (model.pt + model_card.json); empty = the shipped model "
@@ -64,14 +62,6 @@ def default_model_path() -> Path:
     return shipped_model(SHIPPED_MODEL)
 
 
-def fit_digit(gray: np.ndarray) -> np.ndarray:
-    """A grey image resized to 28x28 (bilinear with antialiasing), on the 0-255 scale."""
-    if gray.shape == (SIDE, SIDE):
-        return gray
-    t = torch.as_tensor(gray, dtype=torch.float32)[None, None]
-    return torch.nn.functional.interpolate(t, size=(SIDE, SIDE), mode="bilinear", antialias=True)[0, 0].numpy()
-
-
 class LSTMDemoNode(Node):
     """Classifies every image it receives (module docstring). Raises InputError at construction for a bad
     parameter or an unusable model."""
@@ -84,13 +74,11 @@ class LSTMDemoNode(Node):
         model_path = Path(values["model_path"]) if values["model_path"] else default_model_path()
         self._model, card = load_lstm_model(model_path, resolve_device(values["device"]))
         self._device = next(self._model.parameters()).device
-        self._warned: dict[str, float] = {}
+        self._problems = ProblemLog(self.get_logger())
         self.rejected = 0
         self._class_pub = self.create_publisher(Int32, "digit_class", 10)
         self._probs_pub = self.create_publisher(Float32MultiArray, "digit_probabilities", 10)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["qos_depth"],
-                         reliability=RELIABILITY[values["qos_reliability"]])  # fmt: skip
-        self._sub = self.create_subscription(Image, values["image_topic"], self._on_image, qos)
+        self._sub = self.create_subscription(Image, values["image_topic"], self._on_image, input_qos(values))
         accuracy = card.get("metrics", {}).get("val_accuracy")
         self.get_logger().info(
             f"model {model_path} ({card['config']['mode']} mode, {'DLC' if card['dlc'].get('enabled') else 'no DLC'}"
@@ -98,25 +86,18 @@ class LSTMDemoNode(Node):
             f"listening on {self._sub.topic_name}"
         )  # fmt: skip
 
-    def _warn(self, problem: str) -> None:
-        """Log a problem, at most once per second for the same text."""
-        now = time.monotonic()
-        if now - self._warned.get(problem, -np.inf) >= WARN_EVERY_S:
-            self._warned[problem] = now
-            self.get_logger().warning(problem)
-
     def _on_image(self, msg: Image) -> None:
         try:
             pixels = image_to_array(msg)
         except ImageError as exc:
             self.rejected += 1
-            self._warn(f"image rejected ({self.rejected} so far): {exc}")
+            self._problems.warn(f"image rejected ({self.rejected} so far): {exc}")
             return
         if msg.encoding not in ("mono8", "8UC1"):
-            self._warn(f"{msg.encoding} image converted to grey; the model expects mono8")
+            self._problems.warn(f"{msg.encoding} image converted to grey; the model expects mono8")
         if pixels.shape[:2] != (SIDE, SIDE):
-            self._warn(f"{msg.width}x{msg.height} image resized to {SIDE}x{SIDE}; the model expects MNIST-sized digits")
-        digit = fit_digit(to_gray(pixels, msg.encoding))
+            self._problems.warn(f"{msg.width}x{msg.height} image resized to {SIDE}x{SIDE}; the model expects MNIST-sized digits")
+        digit = resize(to_gray(pixels, msg.encoding), SIDE)
         with torch.no_grad():
             logits = self._model(torch.as_tensor(digit, device=self._device)[None])
         probs = torch.softmax(logits, -1)[0].cpu().numpy().astype(np.float32)
@@ -124,9 +105,6 @@ class LSTMDemoNode(Node):
         out = Float32MultiArray(data=probs.tolist())
         out.layout.dim = [MultiArrayDimension(label="class", size=len(probs), stride=len(probs))]
         self._probs_pub.publish(out)
-
-    def close(self) -> None:
-        """Nothing to stop (no worker thread); here for spin_nodes."""
 
 
 class DigitPublisher(Node):
@@ -172,9 +150,6 @@ class DigitPublisher(Node):
         self.get_logger().info(f"digit {self._answered}: label {label}, classified {msg.data} "
                                f"({'ok' if msg.data == label else 'WRONG'}); running accuracy "
                                f"{self._correct}/{self._answered} = {100 * self._correct / self._answered:.1f}%")  # fmt: skip
-
-    def close(self) -> None:
-        """Nothing to stop; here for spin_nodes."""
 
 
 def cli_main(args: argparse.Namespace) -> int:

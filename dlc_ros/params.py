@@ -1,4 +1,5 @@
-"""ROS parameters declared with descriptors (type, range, read-only) and checked on every set, shared by the nodes.
+"""ROS parameters declared with descriptors (type, range, read-only) and checked on every set, shared by the nodes,
+and what the nodes derive from parameters alike (the input QoS, the shipped model's folder).
 
 A node lists its parameters as ``Param`` values; ``declare`` declares them all and installs one callback that
 refuses, with a reason, values a descriptor cannot express (choices, empty names, a node's own extra check).
@@ -15,6 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dlc_core.errors import InputError
 
@@ -99,3 +101,12 @@ def shipped_model(name: str) -> Path:
         return Path(get_package_share_directory("dlc_ros")) / "models" / name
     except (ImportError, KeyError, OSError):
         return Path(__file__).resolve().parents[1] / "models" / name
+
+
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+def input_qos(values: dict[str, Any]) -> QoSProfile:
+    """A node's input QoS from its qos_reliability and qos_depth parameters: keep last, volatile."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["qos_depth"],
+                      reliability=RELIABILITY[values["qos_reliability"]], durability=DurabilityPolicy.VOLATILE)  # fmt: skip

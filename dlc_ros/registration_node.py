@@ -42,7 +42,7 @@ from rclpy.event_handler import (
     qos_policy_name_from_kind,
 )
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
@@ -53,7 +53,7 @@ from dlc_core.pipeline import PipelineConfig, ScanRegistrar
 from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.trajectory_metrics import write_kitti, write_tum
 
-from .params import Param, declare, shipped_model
+from .params import RELIABILITY, Param, declare, input_qos, shipped_model
 from .pointcloud2 import PointCloudError, decode_cloud, xyz_to_cloud
 from .ros_convert import diagnostic_array, odometry_msg, pose_stamped_msg, stamp_ns, transform_msg, twist_msg
 
@@ -63,7 +63,6 @@ SHIPPED_MODEL = "lidar_dlc"
 REJECTIONS = ("malformed", "frame_id", "stamp", "unusable")
 LATENCY_WINDOW = 100  # latest scans in the latency percentiles of the diagnostics
 WARN_THROTTLE_S = 1.0
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 PATH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRAJECTORY_FILES = ("poses_kitti.txt", "poses_tum.txt")
@@ -354,12 +353,6 @@ class RegistrationNode(Node):
         self.get_logger().info(f"model {what} on {self._device}; ICP {values['icp_method']}; "
                                f"warm-up {self._warm_up_ms:.0f} ms")  # fmt: skip
 
-    def _input_qos(self, values: dict[str, Any]) -> QoSProfile:
-        """The subscription's QoS: keep last qos_depth, the chosen reliability, volatile."""
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["qos_depth"],
-                          reliability=RELIABILITY[values["qos_reliability"]],
-                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
-
     def _create_interfaces(self, values: dict[str, Any]) -> None:
         """Publishers, TF, services and the diagnostics timer; the subscription last, so that a matched
         subscriber means a node ready to register."""
@@ -377,7 +370,7 @@ class RegistrationNode(Node):
                                             message_lost=self._on_message_lost)  # fmt: skip
         self._max_points = values["max_points"]
         self._subscription = self.create_subscription(PointCloud2, values["points_topic"], self._on_cloud,
-                                                      self._input_qos(values), event_callbacks=events)  # fmt: skip
+                                                      input_qos(values), event_callbacks=events)  # fmt: skip
         self.get_logger().info(f"listening on {self._subscription.topic_name} ({values['qos_reliability']}, depth "
                                f"{values['qos_depth']}); publishing {self._odometry_pub.topic_name} in "
                                f"{values['odom_frame']}")  # fmt: skip

@@ -7,18 +7,21 @@ import platform
 import random
 import resource
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from dlc_core.atomic import atomic_path
+from dlc_core.checkpoint import save_checkpoint
 from dlc_core.errors import InputError
-from dlc_core.progress import progress  # noqa: F401  (re-exported for the trainers)
+from dlc_core.progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STATE_FILE = "train_state.pt"  # the resumable state beside model.pt and model_card.json
 
 
 def resolve_device(name: str) -> torch.device:
@@ -158,3 +161,41 @@ def optimiser_step(t: Any, loss: torch.Tensor, rank: Any, grad_clip: float) -> N
         broadcast_buffers(t.model)
     t.scheduler.step()
     t.step += 1
+
+
+def resume(t: Any, out: Path, args: Any, keys: tuple[str, ...], fields: tuple[str, ...] = OPTIMISER_FIELDS) -> None:
+    """--resume: the state saved in `out` put back into a trainer's Training (refused when options differ)."""
+    restore(t, read_train_state(out / STATE_FILE, args, keys), fields)
+
+
+def save_progress(out: Path, t: Any, metrics: dict[str, float], card: dict[str, Any], args: Any, keys: tuple[str, ...],
+                  fields: tuple[str, ...] = OPTIMISER_FIELDS) -> None:  # fmt: skip
+    """What every trainer does after validating: one log line with the metrics, the model folder (weights + card,
+    atomically) and the resumable state."""
+    print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+    save_checkpoint(out, t.model.state_dict(), card)
+    write_train_state(out / STATE_FILE, snapshot(t, fields), args, keys)
+
+
+def fit(t: Any, loader: Any, sampler: Any, epochs: int, rank: Any, step: Callable[[Any], dict[str, float]],
+        end_of_epoch: Callable[[], None]) -> None:  # fmt: skip
+    """The epoch loop of the epoch-based trainers: until `epochs` or the step budget (t.total_steps) ends, shuffle
+    per epoch (the sampler, and datasets that redraw pairs per epoch via set_epoch), run `step` on each batch with
+    a progress bar, count wall time, and let rank 0 validate and save in `end_of_epoch`."""
+    started = time.time()
+    while t.epoch < epochs and t.step < t.total_steps:
+        sampler.set_epoch(t.epoch)
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(t.epoch)
+        bar = progress(loader, len(loader), f"epoch {t.epoch + 1}/{epochs}", enabled=rank.is_main)
+        for batch in bar:
+            stats = step(batch)
+            if rank.is_main and hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
+            if t.step >= t.total_steps:
+                break
+        t.epoch += 1
+        t.wall_s += time.time() - started
+        started = time.time()
+        if rank.is_main:
+            end_of_epoch()

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dlc_core.atomic import write_json
-from dlc_core.checkpoint import save_checkpoint
 from dlc_core.dlc_loss import DLCLoss
 from dlc_core.errors import InputError
 from dlc_core.homography.geometry import corner_error, success_rates
@@ -33,7 +32,6 @@ from dlc_core.homography.sift import sift_homography
 from . import common
 from .registration import dlc_config
 
-STATE_FILE = "train_state.pt"
 VAL_PAIRS = 32
 RESUME_KEYS = ("images", "multimodal", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
                "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
@@ -140,9 +138,7 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict) -> 
 
 def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict) -> None:
     metrics = validate(t.model, val)
-    print(f"step {t.step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-    save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split))
-    common.write_train_state(out / STATE_FILE, common.snapshot(t, OPTIMISERS), args, RESUME_KEYS)
+    common.save_progress(out, t, metrics, _card(args, t, metrics, split), args, RESUME_KEYS, OPTIMISERS)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -161,7 +157,7 @@ def train(args: argparse.Namespace) -> int:
                  torch.Generator().manual_seed(args.seed))  # fmt: skip
     out = Path(args.out)
     if args.resume:
-        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS), OPTIMISERS)
+        common.resume(t, out, args, RESUME_KEYS, OPTIMISERS)
     total = args.regression_steps + args.steps
     per_epoch = args.pairs_per_epoch // args.batch_size
     if per_epoch == 0:

@@ -24,7 +24,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from dlc_core.atomic import write_json
-from dlc_core.checkpoint import save_checkpoint
 from dlc_core.classification_objective import SoftmaxChart, cross_entropy_landscape, one_hot
 from dlc_core.data.mnist import load_mnist, stratified_split
 from dlc_core.dlc_loss import DLCLoss
@@ -35,7 +34,6 @@ from . import common
 from .distributed import Rank, launch
 from .registration import dlc_config
 
-STATE_FILE = "train_state.pt"
 SPLIT_SEED = 0  # the validation digits are the same for every seed and arm
 EVAL_BATCH = 1000
 RESUME_KEYS = (
@@ -171,25 +169,14 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     t = build_training(args, rank, device, len(loader))
     out = Path(args.out)
     if args.resume:
-        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS))
-    started = time.time()
-    while t.epoch < args.epochs and t.step < t.total_steps:
-        sampler.set_epoch(t.epoch)
-        bar = common.progress(loader, len(loader), f"epoch {t.epoch + 1}/{args.epochs}", enabled=rank.is_main)
-        for x, y in bar:
-            stats = train_step(t, x.to(device), y.to(device), args, rank)
-            if rank.is_main and hasattr(bar, "set_postfix"):
-                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
-            if t.step >= t.total_steps:
-                break
-        t.epoch += 1
-        t.wall_s += time.time() - started
-        started = time.time()
-        if rank.is_main:
-            metrics = validate(t.model, images[val_idx], labels[val_idx], device)
-            print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, split, device))
-            common.write_train_state(out / STATE_FILE, common.snapshot(t), args, RESUME_KEYS)
+        common.resume(t, out, args, RESUME_KEYS)
+
+    def end_of_epoch() -> None:
+        metrics = validate(t.model, images[val_idx], labels[val_idx], device)
+        common.save_progress(out, t, metrics, _card(args, t, metrics, split, device), args, RESUME_KEYS)
+
+    common.fit(t, loader, sampler, args.epochs, rank,
+               lambda batch: train_step(t, batch[0].to(device), batch[1].to(device), args, rank), end_of_epoch)  # fmt: skip
     if rank.is_main:
         print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
 
@@ -199,7 +186,6 @@ def train(args: argparse.Namespace) -> int:
     device = common.resolve_device(args.device)
     dlc_config(args)  # refuse bad DLC options before any process starts
     model_config(args)
-    load_mnist(args.data, "train")  # refuse bad data before any process starts
     launch(train_worker, args.nproc, device, args)
     return 0
 

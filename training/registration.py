@@ -21,7 +21,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dlc_core.atomic import write_json
-from dlc_core.checkpoint import save_checkpoint
 from dlc_core.data.registration_data import evaluation_set, parse_spec, parse_specs, training_sets
 from dlc_core.data.scan_pairs import ScanPairDataset, open_sequences
 from dlc_core.dlc_loss import DLCConfig, DLCLoss
@@ -48,7 +47,6 @@ from .distributed import Rank, launch
 
 TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim")
 SCAN_SPECS = ("kitti", "sim")
-STATE_FILE = "train_state.pt"
 LR_MILESTONES = (0.3, 0.6, 0.8)  # DCP's 75/150/200 of 250 epochs, as fractions of the planned steps
 # Flags that must match when a run is resumed (the rest, e.g. --epochs or --steps, may change).
 RESUME_KEYS = (
@@ -232,26 +230,14 @@ def train_worker(rank: Rank, args: argparse.Namespace) -> None:
     t = build_training(args, rank, device, len(loader))
     out = Path(args.out)
     if args.resume:
-        common.restore(t, common.read_train_state(out / STATE_FILE, args, RESUME_KEYS))
-    started = time.time()
-    while t.epoch < args.epochs and t.step < t.total_steps:
-        sampler.set_epoch(t.epoch)
-        train_set.set_epoch(t.epoch)
-        bar = common.progress(loader, len(loader), f"epoch {t.epoch + 1}/{args.epochs}", enabled=rank.is_main)
-        for batch in bar:
-            stats = train_step(t, {k: v.to(device) for k, v in batch.items()}, args, rank)
-            if rank.is_main and hasattr(bar, "set_postfix"):
-                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
-            if t.step >= t.total_steps:
-                break
-        t.epoch += 1
-        t.wall_s += time.time() - started
-        started = time.time()
-        if rank.is_main:
-            metrics = validate(t.model, val_loader, unrolled_passes(args), device, scale)
-            print(f"epoch {t.epoch}: step {t.step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            save_checkpoint(out, t.model.state_dict(), _card(args, t, metrics, preprocess, device))
-            common.write_train_state(out / STATE_FILE, common.snapshot(t), args, RESUME_KEYS)
+        common.resume(t, out, args, RESUME_KEYS)
+
+    def end_of_epoch() -> None:
+        metrics = validate(t.model, val_loader, unrolled_passes(args), device, scale)
+        common.save_progress(out, t, metrics, _card(args, t, metrics, preprocess, device), args, RESUME_KEYS)
+
+    common.fit(t, loader, sampler, args.epochs, rank,
+               lambda batch: train_step(t, {k: v.to(device) for k, v in batch.items()}, args, rank), end_of_epoch)  # fmt: skip
     if rank.is_main:
         print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
 

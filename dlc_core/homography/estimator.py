@@ -10,15 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..images import resize
 from .geometry import INPUT_SIDE, TEMPLATE_SIDE
 from .model import HomographyModel
 from .sift import sift_homography
-
-
-def resize(grey: np.ndarray, side: int) -> np.ndarray:
-    """A float grey image resized to side x side (bilinear, antialiased)."""
-    t = torch.as_tensor(np.ascontiguousarray(grey), dtype=torch.float32)[None, None]
-    return torch.nn.functional.interpolate(t, size=(side, side), mode="bilinear", antialias=True)[0, 0].numpy()
 
 
 def scaling(shape: tuple[int, int], side: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from ..errors import InputError
+from ..images import BT601
 from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -30,7 +31,6 @@ RESIZED = (240, 320)  # rows, columns (MSCOCO protocol)
 MAX_SHIFT = 32  # corner offsets: integers in [-32, 31] around the nominal square
 GROUPS = ("aerial_brighton",)  # name prefixes that form one group (one survey: drone frames + orthophoto)
 TEST_PHOTOS = ("chelsea", "flower", "grace_hopper", "rocket")  # held out of training (README)
-BT601 = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def read_grey(path: Path) -> np.ndarray:
