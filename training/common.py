@@ -8,6 +8,7 @@ import random
 import resource
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -114,6 +115,40 @@ def read_train_state(path: Path, args: Any, keys: tuple[str, ...]) -> dict[str, 
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state
+
+
+@dataclass
+class Training:
+    """Everything an epoch-based training run holds: the model (maybe DDP-wrapped as `runner`), the DLC loss,
+    optimiser and schedule, the generator of its noise draws, and the counters."""
+
+    model: torch.nn.Module
+    runner: torch.nn.Module
+    dlc: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    wall_s: float = 0.0
+
+
+def start_training(model: torch.nn.Module, dlc: torch.nn.Module | None, args: Any, rank: Any, device: torch.device,
+                   steps_per_epoch: int, schedule: Callable[[torch.optim.Optimizer, int], Any]) -> Training:  # fmt: skip
+    """Adam over the model's and the DLC loss's parameters, the LR schedule `schedule(optimizer, planned steps)`
+    (planned: epochs x batches, capped by --steps), the model DDP-wrapped when there are several ranks, and a
+    generator seeded per rank. The caller seeds before building the model, so every rank starts identical."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
+    runner: torch.nn.Module = model
+    if rank.distributed:
+        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank.rank)
+    return Training(model, runner, dlc, optimizer, schedule(optimizer, total), generator, total)
 
 
 OPTIMISER_FIELDS = ("optimizer", "scheduler")  # what a trainer's Training holds beside model and dlc, by default

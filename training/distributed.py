@@ -49,6 +49,8 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable[...
         if rank == 0:
             print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    else:
+        dist.barrier()  # every rank done with its collectives before any tears the group down
     finally:
         dist.destroy_process_group()
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from dlc_core.atomic import write_json
@@ -42,22 +40,6 @@ RESUME_KEYS = (
 )  # fmt: skip
 
 
-@dataclass
-class Training:
-    """A run's model (maybe DDP-wrapped), DLC loss, optimiser, schedule and counters."""
-
-    model: LSTMClassifier
-    runner: torch.nn.Module
-    dlc: DLCLoss | None
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator
-    total_steps: int
-    step: int = 0
-    epoch: int = 0
-    wall_s: float = 0.0
-
-
 def model_config(args: argparse.Namespace) -> LSTMConfig:
     """The architecture the flags ask for."""
     try:
@@ -76,23 +58,19 @@ def shift_images(images: torch.Tensor, max_shift: int, generator: torch.Generato
     return torch.stack([padded[i, r : r + side, c : c + side] for i, (r, c) in enumerate(offsets)])
 
 
-def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> Training:
+def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> common.Training:
     """Model, DLC loss, optimiser and schedule, seeded so every rank starts identical."""
     common.seed_everything(args.seed)
     model = LSTMClassifier(model_config(args)).to(device)
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
-    params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-    runner: torch.nn.Module = model
-    if rank.distributed:
-        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank.rank)
-    return Training(model, runner, dlc, optimizer, scheduler, generator, total)
+
+    def cosine(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+    return common.start_training(model, dlc, args, rank, device, steps_per_epoch, cosine)
 
 
-def train_step(t: Training, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, rank: Rank) -> dict[str, float]:
+def train_step(t: common.Training, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, rank: Rank) -> dict[str, float]:
     """One optimiser step; returns the numbers the progress bar shows."""
     t.runner.train()
     logits = t.runner(shift_images(images, args.shift, t.generator))
@@ -131,7 +109,7 @@ def validate(model: LSTMClassifier, images: np.ndarray, labels: np.ndarray, devi
     }
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device) -> dict:
+def _card(args: argparse.Namespace, t: common.Training, metrics: dict, split: dict, device: torch.device) -> dict:
     dlc_block: dict = {"enabled": False}
     if t.dlc is not None:
         learned = {name: float(getattr(t.dlc, name)()) for name in t.dlc.config.trainable}

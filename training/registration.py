@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dlc_core.atomic import write_json
@@ -56,22 +54,6 @@ RESUME_KEYS = (
     "min_range", "max_range", "ground_z", "voxel_size", "scale", "n_keypoints", "gumbel", "feature_weight", "cycle_weight",
 )  # fmt: skip
 SUCCESS_RRE_DEG, SUCCESS_RTE_FRACTION = 1.0, 0.01  # object success: RRE < 1 deg, RTE < 1% of the bbox diagonal
-
-
-@dataclass
-class Training:
-    """Everything a training run holds: the model (maybe DDP-wrapped), the DLC loss, optimiser and schedule."""
-
-    model: RegistrationModel
-    runner: torch.nn.Module
-    dlc: DLCLoss | None
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator
-    total_steps: int
-    step: int = 0
-    epoch: int = 0
-    wall_s: float = 0.0
 
 
 def model_config(args: argparse.Namespace) -> DCPConfig | PRNetConfig:
@@ -131,24 +113,20 @@ def dlc_config(args: argparse.Namespace) -> DLCConfig:
         raise InputError(f"DLC option: {exc}") from None
 
 
-def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> Training:
+def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> common.Training:
     """Model, DLC loss, optimiser and LR schedule for a run, seeded so every rank starts identical."""
     common.seed_everything(args.seed)
     model = registration_model(model_config(args)).to(device)
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
-    params = list(model.parameters()) + (list(dlc.parameters()) if dlc is not None else [])
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
-    milestones = sorted({max(1, int(f * total)) for f in LR_MILESTONES})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    runner: torch.nn.Module = model
-    if rank.distributed:
-        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank.rank)
-    return Training(model, runner, dlc, optimizer, scheduler, generator, total)
+
+    def schedule(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+        milestones = sorted({max(1, int(f * total)) for f in LR_MILESTONES})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+
+    return common.start_training(model, dlc, args, rank, device, steps_per_epoch, schedule)
 
 
-def train_step(t: Training, batch: dict[str, torch.Tensor], args: argparse.Namespace, rank: Rank) -> dict[str, float]:
+def train_step(t: common.Training, batch: dict[str, torch.Tensor], args: argparse.Namespace, rank: Rank) -> dict[str, float]:
     """One optimiser step on a batch; returns the numbers the progress bar shows."""
     t.runner.train()
     src, tgt, r_gt, t_gt = batch["src"], batch["tgt"], batch["rotation"], batch["translation"]
@@ -187,7 +165,7 @@ def validate(model: RegistrationModel, loader: DataLoader, passes: int, device: 
     }
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, preprocess: dict, device: torch.device) -> dict:
+def _card(args: argparse.Namespace, t: common.Training, metrics: dict, preprocess: dict, device: torch.device) -> dict:
     dlc_block: dict = {"enabled": False}
     if t.dlc is not None:
         learned = {name: float(getattr(t.dlc, name)()) for name in t.dlc.config.trainable}
