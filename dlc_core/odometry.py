@@ -1,5 +1,6 @@
 """Scan-to-scan LiDAR odometry: each new scan is registered onto the previous one, starting from a
-constant-velocity prior (the last relative motion), and the relative poses are composed. The same object runs in
+constant-velocity prior (the last relative motion, scaled to the time since the previous scan, so a node that
+drops scans still predicts the right motion), and the relative poses are composed. The same object runs in
 ``dlc bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from .pipeline import PairResult, PreparedScan, ScanRegistrar
 
@@ -28,6 +30,7 @@ class Odometry:
     stamps: list[float] = field(default_factory=list)
     _previous: PreparedScan | None = None
     _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))
+    _velocity_dt: float = 0.0
 
     def step(self, points: np.ndarray, stamp: float) -> OdometryStep:
         """Add one scan (N, >=3); raises InputError for a scan that cannot be used (nothing is changed then)."""
@@ -35,8 +38,10 @@ class Odometry:
         if self._previous is None:
             pose, pair = np.eye(4), None
         else:
-            pair = self.registrar.register(prepared, self._previous, init=self._velocity)
-            self._velocity = pair.transform
+            dt = stamp - self.stamps[-1]
+            prior = scale_motion(self._velocity, dt / self._velocity_dt if self._velocity_dt > 0 and dt > 0 else 1.0)
+            pair = self.registrar.register(prepared, self._previous, init=prior)
+            self._velocity, self._velocity_dt = pair.transform, dt
             pose = self.poses[-1] @ pair.transform
         self._previous = prepared
         self.poses.append(pose)
@@ -47,4 +52,17 @@ class Odometry:
         """Start a new trajectory at the next scan (e.g. on a service call, or when a bag loops)."""
         self.poses.clear()
         self.stamps.clear()
-        self._previous, self._velocity = None, np.eye(4)
+        self._previous, self._velocity, self._velocity_dt = None, np.eye(4), 0.0
+
+
+MAX_EXTRAPOLATION = 10.0  # a gap longer than this many times the last one says little about the motion
+
+
+def scale_motion(transform: np.ndarray, factor: float) -> np.ndarray:
+    """The rigid motion `factor` times as long as `transform` at the same velocity (rotation angle and translation
+    scaled alike; exact for a straight drive or a constant turn rate about a fixed axis at small angles)."""
+    factor = min(max(factor, 0.0), MAX_EXTRAPOLATION)
+    scaled = np.eye(4)
+    scaled[:3, :3] = Rotation.from_rotvec(Rotation.from_matrix(transform[:3, :3]).as_rotvec() * factor).as_matrix()
+    scaled[:3, 3] = transform[:3, 3] * factor
+    return scaled

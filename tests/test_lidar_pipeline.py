@@ -15,7 +15,7 @@ from dlc_core.data.kitti import KittiSequence
 from dlc_core.errors import InputError
 from dlc_core.metrics import rre_deg, rte
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
-from dlc_core.odometry import Odometry
+from dlc_core.odometry import MAX_EXTRAPOLATION, Odometry, scale_motion
 from dlc_core.pipeline import STATUSES, PipelineConfig, ScanRegistrar
 from dlc_core.scan_preprocess import ScanPreprocess, crop, network_candidates, network_sample
 from dlc_ros.bag_io import convert_sequence
@@ -81,6 +81,46 @@ def test_network_estimate_is_used_when_it_is_better(seq10: KittiSequence) -> Non
     far[:3, 3] = [6.0, -4.0, 0.0]  # a prior far outside ICP's basin
     result = reg.register(src, tgt, init=far)
     assert result.status == "network" and errors(result.transform, gt)[0] < 0.05
+
+
+def test_a_streamed_pair_is_refined_from_the_prior_before_the_network(seq10: KittiSequence) -> None:
+    reg = tiny_registrar()
+    gt = seq10.relative(0, 5)
+    src, tgt = reg.prepare(seq10.scan(5)), reg.prepare(seq10.scan(0))
+
+    def must_not_run(*_: object) -> None:
+        raise AssertionError("the network ran although ICP from a good prior passed the check")
+
+    reg.network_estimate = must_not_run
+    result = reg.register(src, tgt, init=gt @ rigid(2.0, [0.3, -0.2, 0.0]))  # a prior 0.36 m / 2 deg off
+    assert result.status == "prior" and result.passes == 0 and errors(result.transform, gt)[0] < 0.05
+    assert "network" not in result.timings_ms
+
+
+def rigid(yaw_deg: float, translation: list[float]) -> np.ndarray:
+    yaw = np.radians(yaw_deg)
+    m = np.eye(4)
+    m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    m[:3, 3] = translation
+    return m
+
+
+def test_scale_motion_stretches_rotation_angle_and_translation_alike() -> None:
+    assert np.allclose(scale_motion(rigid(0.0, [1.5, 0.2, 0.0]), 4.0), rigid(0.0, [6.0, 0.8, 0.0]))
+    assert np.allclose(scale_motion(rigid(3.0, [0.0, 0.0, 0.0]), 2.5), rigid(7.5, [0.0, 0.0, 0.0]))
+    assert np.allclose(scale_motion(rigid(3.0, [1.0, 0.0, 0.0]), 0.0), np.eye(4))
+    assert np.allclose(scale_motion(rigid(0.0, [1.0, 0.0, 0.0]), 1e6), rigid(0.0, [MAX_EXTRAPOLATION, 0.0, 0.0]))
+
+
+def test_odometry_scales_the_prior_to_the_time_since_the_last_scan(shared_data: Path) -> None:
+    """Sequence 02 drives 1.5 m per frame: after frames 0 and 1 the next scan handled is frame 9 (as when a node
+    drops scans). The prior must predict 12 m, not the 1.5 m of the last pair, for ICP alone to register it."""
+    seq = KittiSequence.open(shared_data / "kitti_mini", "02", "poses.txt")
+    frames = [0, 1, 9]
+    odometry = Odometry(ScanRegistrar(ScanPreprocess(), FAST))
+    steps = [odometry.step(seq.scan(k), float(seq.times[k])) for k in frames]
+    assert [s.pair.status for s in steps[1:]] == ["prior"] * 2
+    assert ate_rmse(np.array(odometry.poses), np.stack([seq.relative(0, k) for k in frames])) < 0.1
 
 
 def test_untrained_network_runs_and_reports_a_status(seq10: KittiSequence) -> None:
