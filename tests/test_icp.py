@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 
 from dlc_core.data.bunny import load_scans, pair_transform, read_conf
 from dlc_core.errors import InputError
-from dlc_core.icp import METHODS, ICPConfig, evaluate_alignment, refine
+from dlc_core.icp import METHODS, Cloud, ICPConfig, evaluate_alignment, refine
+from dlc_core.pointcloud import voxel_downsample
 
 REPO = Path(__file__).resolve().parents[1]
 # Tolerances against the bun.conf ground truth, whose uncertainty is about 0.5 mm / 0.5 deg (README).
@@ -55,6 +56,19 @@ def random_rigid(rng: np.random.Generator) -> np.ndarray:
     transform[:3, :3] = Rotation.random(random_state=rng).as_matrix()
     transform[:3, 3] = rng.normal(size=3)
     return transform
+
+
+def test_a_sparse_source_aligns_and_the_fitness_is_measured_on_the_full_cloud(bunny_pair) -> None:
+    source, target, gt = bunny_pair
+    init = perturb(gt, source, np.random.default_rng(0), degrees=10.0, shift=0.05)
+    full, sparse = Cloud(source), Cloud(voxel_downsample(source, 0.004))
+    assert len(sparse) < len(full) / 2
+    config = ICPConfig(method="point-to-plane", **BUNNY_CONFIG)
+    result = refine(sparse, Cloud(target), init, config, scored=full)
+    rotation_error, translation_error = pose_errors(result.transform, gt)
+    assert rotation_error < MAX_ROTATION_ERROR_DEG and translation_error < MAX_TRANSLATION_ERROR
+    expected = evaluate_alignment(source, target, result.transform, config.gates()[-1])
+    assert (result.fitness, result.inlier_rmse) == pytest.approx(expected)
 
 
 # --- the real bunny pair --------------------------------------------------------------------------------------

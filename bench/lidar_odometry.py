@@ -1,0 +1,140 @@
+"""Consecutive-scan odometry, ours against KISS-ICP on the same scans in the same run (issue 3 §4).
+
+For each sequence (real kitti_mini sequences, and simulated ones written by `dlc sim` when --sim is given) and each
+method, a fresh Python process reads the scans, then times every odometry step (reading excluded) and reports
+mean RTE/RRE per consecutive pair, ATE, the KITTI devkit t_err/r_err when the path is long enough, the median and
+p95 time per frame and the process's peak memory. Methods: our pipeline with each --models folder ("none" = ICP
+from the constant-velocity prior only), and KISS-ICP 1.3 (1 m voxel, no deskew, as in DECISIONS D4). Each process
+runs on one thread (OMP_NUM_THREADS=1, KISS-ICP max_num_threads=1), so the comparison is per core.
+
+    python bench/lidar_odometry.py --models models/lidar_dlc,models/lidar_nodlc,none --sim runs/sim/00,runs/sim/05
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dlc_core.atomic import write_json  # noqa: E402
+from dlc_core.data.kitti import KittiSequence  # noqa: E402
+from dlc_core.trajectory_metrics import ate_rmse, devkit_errors, pair_errors  # noqa: E402
+from training import common  # noqa: E402
+
+KISS = "kiss-icp"
+
+
+def open_sequence(spec: str, kitti: str) -> KittiSequence:
+    """'kitti:SS' (a sequence of --kitti, poses.txt) or a folder written by dlc sim."""
+    if spec.startswith("kitti:"):
+        return KittiSequence.open(kitti, spec.split(":", 1)[1], "poses.txt")
+    return KittiSequence.open_folder(spec)
+
+
+def kiss_steps(scans: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+    """KISS-ICP poses (first scan's frame) and seconds per frame."""
+    from kiss_icp.config import KISSConfig
+    from kiss_icp.kiss_icp import KissICP
+
+    config = KISSConfig()
+    config.data.deskew, config.data.max_range, config.mapping.voxel_size = False, 100.0, 1.0
+    config.registration.max_num_threads = 1
+    odometry, poses, seconds = KissICP(config), [], []
+    for scan in scans:
+        started = time.perf_counter()
+        odometry.register_frame(scan[:, :3].astype(np.float64), np.zeros(len(scan)))
+        seconds.append(time.perf_counter() - started)
+        poses.append(odometry.last_pose.copy())
+    return poses, seconds
+
+
+def our_steps(scans: list[np.ndarray], stamps: np.ndarray, model: str) -> tuple[list[np.ndarray], list[float], dict]:
+    """Our odometry's poses, seconds per frame and status counts."""
+    from dlc_core.odometry import Odometry
+    from dlc_core.pipeline import PipelineConfig, ScanRegistrar
+    from dlc_core.scan_preprocess import ScanPreprocess
+
+    config = PipelineConfig()
+    registrar = ScanRegistrar(ScanPreprocess(), config) if model == "none" else ScanRegistrar.load(REPO / model, config)
+    odometry, seconds, statuses = Odometry(registrar), [], {}
+    for scan, stamp in zip(scans, stamps):
+        started = time.perf_counter()
+        step = odometry.step(scan, float(stamp))
+        seconds.append(time.perf_counter() - started)
+        if step.pair is not None:
+            statuses[step.pair.status] = statuses.get(step.pair.status, 0) + 1
+    return odometry.poses, seconds, statuses
+
+
+def measure(method: str, spec: str, kitti: str, frames: int) -> dict:
+    """One method on one sequence (run in its own process: the peak memory is this run's)."""
+    seq = open_sequence(spec, kitti)
+    count = min(len(seq), frames)
+    scans = [seq.scan(k) for k in range(count)]
+    gt = np.stack([seq.relative(0, k) for k in range(count)])
+    statuses: dict = {}
+    if method == KISS:
+        poses, seconds = kiss_steps(scans)
+    else:
+        poses, seconds, statuses = our_steps(scans, seq.times[:count], method)
+    poses = np.array(poses).reshape(-1, 4, 4)
+    te, re = pair_errors(poses, gt)
+    return {"method": method, "sequence": spec, "frames": count, "rte_m_mean": float(te.mean()),
+            "rre_deg_mean": float(re.mean()), "ate_m": ate_rmse(poses, gt), **devkit_errors(poses, gt),
+            "time_ms": common.time_stats_ms(seconds[1:]), "peak_rss_mb": round(common.peak_rss_mb(), 1),
+            "statuses": statuses}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kitti", default=os.environ.get("DLC_KITTI", str(REPO.parent / "shared/data/kitti_mini")))
+    parser.add_argument("--sequences", default="01,02,10", help="kitti_mini sequences")
+    parser.add_argument("--sim", default="", help="comma-separated folders written by dlc sim")
+    parser.add_argument("--models", default="models/lidar_dlc,models/lidar_nodlc,none")
+    parser.add_argument("--frames", type=int, default=100000, help="at most this many frames per sequence")
+    parser.add_argument("--json", default=str(REPO / "bench/results/lidar_odometry.json"))
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "SEQUENCE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one[0], args.one[1], args.kitti, args.frames)))
+        return
+    specs = [f"kitti:{s}" for s in args.sequences.split(",") if s] + [s for s in args.sim.split(",") if s]
+    methods = [m for m in args.models.split(",") if m] + [KISS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = []
+    for spec in specs:
+        for method in methods:
+            cmd = [sys.executable, __file__, "--kitti", args.kitti, "--frames", str(args.frames), "--one", method, spec]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+            if proc.returncode:
+                sys.exit(f"{method} on {spec} failed:\n{proc.stderr[-2000:]}")
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = runs[-1]
+            print(f"{spec:>16} {method:>20}  RTE {r['rte_m_mean']:.3f} m  ATE {r['ate_m']:.3f} m  "
+                  f"t_err {r['t_err_pct'] if r['t_err_pct'] is None else round(r['t_err_pct'], 2)}  "
+                  f"median {r['time_ms']['median']:.0f} ms  peak {r['peak_rss_mb']:.0f} MB  {r['statuses']}", flush=True)
+    write_json(args.json, {"benchmark": "lidar_odometry", "command": "python " + shlex.join(sys.argv),
+                           "date": common.now_iso(), "machine": common.machine(), "threads_per_method": 1,
+                           "kiss_icp": {"version": kiss_version(), "voxel_size": 1.0, "deskew": False, "max_range": 100.0},
+                           "runs": runs})  # fmt: skip
+    print(f"wrote {args.json}")
+
+
+def kiss_version() -> str:
+    from importlib.metadata import version
+
+    return version("kiss-icp")
+
+
+if __name__ == "__main__":
+    main()
