@@ -88,13 +88,15 @@ class FeaturePyramid(nn.Module):
 
 def dlkfm(features: Tensor, eps: float = 1e-6) -> Tensor:
     """One-channel map: per pixel, the 9x9 Gram matrix G of the channel-centred 3x3 patches, and
-    ((max row-sum + min row-sum) / 2) / trace(G), an approximation of λ_max / trace (DeepLK)."""
+    ((max row-sum + min row-sum) / 2) / trace(G), an approximation of λ_max / trace (DeepLK).
+
+    G is never formed: its row sums are sum_c p_ci (sum_j p_cj) and its trace sum_ci p_ci², 9x fewer products
+    than the 81 entries (and the batched 9x9 products were 98% of the model's CPU time)."""
     b, c, h, w = features.shape
     patches = F.unfold(features, 3, padding=1).reshape(b, c, 9, h * w)
     patches = patches - patches.mean(1, keepdim=True)
-    gram = torch.einsum("bcin,bcjn->bijn", patches, patches)
-    rows = gram.sum(2)
-    trace = torch.diagonal(gram, dim1=1, dim2=2).sum(-1)
+    rows = (patches * patches.sum(2, keepdim=True)).sum(1)
+    trace = patches.square().sum((1, 2))
     return ((rows.amax(1) + rows.amin(1)) / 2 / (trace + eps)).reshape(b, 1, h, w)
 
 
