@@ -97,7 +97,8 @@ def measure(method: str, spec: str, kitti: str, frames: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kitti", default=os.environ.get("DLC_KITTI", str(REPO.parent / "shared/data/kitti_mini")))
+    parser.add_argument("--kitti", default=os.environ.get("DLC_SHARED_DATA", "../shared/data") + "/kitti_mini",
+                        help="KITTI root (relative paths: from the repository root)")
     parser.add_argument("--sequences", default="01,02,10", help="kitti_mini sequences")
     parser.add_argument("--sim", default="", help="comma-separated folders written by dlc sim")
     parser.add_argument("--models", default="models/lidar_dlc,models/lidar_nodlc,none")

@@ -1,0 +1,56 @@
+"""Wide-baseline LiDAR registration (issue 3 §4): `dlc eval pairs --max-gap 9` on the held-out real sequences 01 and
+02 for each model, in one run, collected into one results file with the per-gap rates and the fallback rate.
+
+"none" is the classical peer: ICP from the identity, with the same FPFH + RANSAC fallback when its check fails.
+
+    python bench/lidar_pairs.py --models models/lidar_dlc,models/lidar_nodlc,none
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.experiment_common import DLC, run, run_root  # noqa: E402
+from dlc_core.atomic import write_json  # noqa: E402
+from training import common  # noqa: E402
+
+KEEP = ("pairs", "skipped", "success_rate", "rte_m_mean", "rre_deg_mean", "rte_m_median", "rre_deg_median",
+        "fallback_rate", "status_rates", "per_gap", "pipeline", "time_ms", "peak_rss_mb")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kitti", default=os.environ.get("DLC_SHARED_DATA", "../shared/data") + "/kitti_mini",
+                        help="KITTI root (relative paths: from the repository root)")
+    parser.add_argument("--sequences", default="01,02")
+    parser.add_argument("--models", default="models/lidar_dlc,models/lidar_nodlc,none")
+    parser.add_argument("--max-gap", type=int, default=9)
+    parser.add_argument("--runs", default=str(REPO / "runs"), help="where the per-model JSON and logs go")
+    parser.add_argument("--json", default=str(REPO / "bench/results/lidar_pairs.json"))
+    args = parser.parse_args()
+    root = run_root(args.runs, "lidar_pairs")
+    results = {}
+    for model in args.models.split(","):
+        out = root / f"{Path(model).name}.json"
+        run(DLC + ["eval", "pairs", "--kitti", args.kitti, "--sequences", args.sequences, "--poses-name", "poses.txt",
+                   "--max-gap", str(args.max_gap), "--model", model, "--json", str(out)], root / "eval.log")  # fmt: skip
+        report = json.loads(out.read_text())
+        results[model] = {k: report[k] for k in KEEP}
+        print(f"{model:>22}  success {100 * report['success_rate']:.1f}%  fallback {100 * report['fallback_rate']:.1f}%  "
+              f"median {report['time_ms']['median']:.0f} ms", flush=True)  # fmt: skip
+    write_json(args.json, {"benchmark": "lidar_pairs", "command": "python " + shlex.join(sys.argv),
+                           "date": common.now_iso(), "machine": common.machine(), "data": "kitti_mini " + args.sequences,
+                           "models": results})  # fmt: skip
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
