@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,18 @@ class PipelineConfig:
 @dataclass
 class PreparedScan:
     """A scan prepared once and reused as source and as target: the ICP cloud (the target role, and the cloud
-    fitness is measured on), its sparser copy that ICP moves (the source role), and the network's candidates."""
+    fitness is measured on), its sparser copy that ICP moves (the source role), and the network's candidates,
+    computed on first use (a streamed scan whose prior passes the check never needs them)."""
 
     icp: Cloud
     icp_source: Cloud
-    net: np.ndarray
-    raw_points: int
+    xyz: np.ndarray
+    preprocess: ScanPreprocess
+
+    @cached_property
+    def net(self) -> np.ndarray:
+        """The points the network samples from (network_candidates)."""
+        return network_candidates(self.xyz, self.preprocess)
 
 
 @dataclass
@@ -114,8 +121,7 @@ class ScanRegistrar:
             raise InputError(f"{name} has {len(cloud)} points after cropping to {self.preprocess.min_range}-"
                              f"{self.preprocess.icp_max_range} m")  # fmt: skip
         sparse = voxel_downsample(cloud, self.config.icp_source_voxel) if self.config.icp_source_voxel else cloud
-        return PreparedScan(icp=Cloud(cloud, name), icp_source=Cloud(sparse if len(sparse) >= 3 else cloud, name),
-                            net=network_candidates(xyz, self.preprocess), raw_points=len(xyz))  # fmt: skip
+        return PreparedScan(Cloud(cloud, name), Cloud(sparse if len(sparse) >= 3 else cloud, name), xyz, self.preprocess)
 
     @torch.no_grad()
     def network_estimate(self, source: PreparedScan, target: PreparedScan, init: np.ndarray) -> tuple[np.ndarray, int]:
