@@ -319,6 +319,43 @@ def test_bad_start_up_ends_with_one_line_and_exit_code_2(tmp_path: Path) -> None
                 proc.kill()
 
 
+# ---------------------------------------------------------------- the shipped model
+
+
+def yawed(cloud: PointCloud2, degrees: float) -> tuple[PointCloud2, np.ndarray]:
+    """The cloud seen from a sensor turned by `degrees` about z, and the transform from that sensor to the original."""
+    yaw = np.radians(degrees)
+    turn = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+    points = decode_cloud(cloud)
+    moved = xyz_to_cloud(points.points @ turn, points.intensity, cloud.header.frame_id, cloud.header.stamp)
+    to_original = np.eye(4)
+    to_original[:3, :3] = turn
+    return moved, to_original
+
+
+def test_the_shipped_model_registers_a_turn_the_prior_cannot(graph: Graph, sample: dict, tmp_path: Path) -> None:
+    """The default model_path loads the shipped LiDAR model; the second scan arrives turned by 25 deg, beyond what
+    ICP from the (identity) prior recovers, so the network carries the pair, and the odometry is still exact."""
+    odometry = graph.listen(Odometry, "/odometry")
+    graph.listen(DiagnosticArray, "/diagnostics")
+    publisher = graph.node.create_publisher(PointCloud2, TOPIC, RELIABLE)
+    args = ["-m", "dlc_ros.registration_node", "--ros-args", "-p", f"points_topic:={TOPIC}", "-p", "fallback:=false",
+            "-p", "diagnostics_period:=0.3"]  # fmt: skip
+    turned, to_original = yawed(sample["clouds"][1], 25.0)
+    with process(args, tmp_path / "node.log") as proc:
+        graph.wait_until_connected(publisher, "/odometry", proc)
+        publish_and_wait(graph, publisher, sample["clouds"][0], odometry, proc)
+        got = pose(publish_and_wait(graph, publisher, turned, odometry, proc))
+        status = graph.wait_for(lambda: first_status(graph, "processed", "2"), 10, "diagnostics after 2 scans", proc)
+        assert proc.stop(signal.SIGINT) == 0
+    gt = np.linalg.inv(sample["gt"][0]) @ sample["gt"][1] @ to_original
+    te, re = pair_errors(np.stack([np.eye(4), got]), np.stack([np.eye(4), gt]))
+    assert te[0] < RTE_M and re[0] < RRE_DEG, (te, re)
+    v = values(status)
+    assert (v["status network"], v["status prior"], v["backbone"]) == ("1", "0", "dcp"), v
+    assert v["model"].endswith(str(Path("models") / "lidar_dlc")) and "Traceback" not in proc.log()
+
+
 # ---------------------------------------------------------------- bring-up with a model
 
 
