@@ -28,9 +28,11 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     """Train (or finish training) one arm with one seed; returns its model card."""
     card_path, state = folder / "model_card.json", folder / "train_state.pt"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card and card["config"]["hidden"] != args.hidden:
+        sys.exit(f"{folder} holds a hidden-{card['config']['hidden']} run, not {args.hidden}: use another --name")
     if card.get("train", {}).get("epochs", 0) < args.epochs:
         cmd = [*DLC, "train", "lstm", "--data", args.data, "--mode", args.mode, "--out", str(folder),
-               "--epochs", str(args.epochs), *ARMS[arm], "--seed", str(seed)]  # fmt: skip
+               "--epochs", str(args.epochs), "--hidden", str(args.hidden), *ARMS[arm], "--seed", str(seed)]  # fmt: skip
         run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -50,6 +52,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--mode", default="pixel", choices=("pixel", "row"))
     p.add_argument("--epochs", type=int, required=True, help="epochs per arm (the shared budget)")
+    p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
     p.add_argument("--data", default=os.path.relpath(REPO.parent / "shared" / "data" / "mnist_5k", REPO),
                    help="MNIST folder (default ../shared/data/mnist_5k)")  # fmt: skip
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
