@@ -42,6 +42,10 @@ METHODS = ("point-to-point", "point-to-plane", "gicp")
 # Normals (point-to-plane) and covariances (GICP) are fitted to this many nearest neighbours; for normals the
 # neighbourhood is also limited to _NORMAL_RADIUS_FACTOR times the target's median point spacing.
 _NEIGHBOURS = 20
+# open3d stops a stage when fitness and inlier RMSE change by less than this (relative). Its default, 1e-6, ran
+# every iteration on LiDAR scans; 1e-4 took 40% less time on kitti_mini consecutive pairs from a 22 cm prior, with
+# the translation error 0.3-0.4 mm larger (3.8 / 1.9 cm on sequences 01 / 02).
+_RELATIVE_CHANGE = 1e-4
 _NORMAL_RADIUS_FACTOR = 4.0
 # small_gicp stops when an update is smaller than these; its defaults (0.1 deg, 1e-3 in cloud units) stop too
 # early for metre-scale clouds, so the translation tolerance is scaled by the correspondence distance.
@@ -145,7 +149,7 @@ class Cloud:
         if self._open3d is None:
             self._open3d = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points))
         if normals and not self._normals:
-            radius = _NORMAL_RADIUS_FACTOR * _median_spacing(self.points)
+            radius = _NORMAL_RADIUS_FACTOR * _median_spacing(self.points, self.kdtree())
             self._open3d.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
             self._normals = True
         return self._open3d
@@ -261,12 +265,13 @@ def _downsample(points: np.ndarray, voxel_size: float, name: str) -> np.ndarray:
     return reduced
 
 
-def _median_spacing(points: np.ndarray) -> float:
-    """Median distance from a point to its nearest distinct neighbour (on a subsample of at most 5000 points)."""
-    points = np.unique(points, axis=0)
+def _median_spacing(points: np.ndarray, tree: cKDTree) -> float:
+    """Median distance from a point to its nearest distinct neighbour (on a subsample of at most 5000 points;
+    duplicates are skipped by looking one neighbour further, so no sort of the whole cloud is needed)."""
     sample = points[:: max(1, len(points) // 5000)]
-    distances, _ = cKDTree(points).query(sample, k=2)
-    return float(np.median(distances[:, 1]))
+    distances, _ = tree.query(sample, k=min(4, len(points)))
+    distinct = np.where(distances[:, 1:] > 0, distances[:, 1:], np.inf).min(axis=1)
+    return float(np.median(distinct[np.isfinite(distinct)])) if np.isfinite(distinct).any() else 0.0
 
 
 def _import(module: str, package: str) -> ModuleType:
@@ -282,7 +287,8 @@ def _align_open3d(source: Cloud, target: Cloud, init: np.ndarray, config: ICPCon
     plane = config.method == "point-to-plane"
     src, tgt = source.open3d(normals=False), target.open3d(normals=plane)
     estimation = reg.TransformationEstimationPointToPlane() if plane else reg.TransformationEstimationPointToPoint()
-    criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
+    criteria = reg.ICPConvergenceCriteria(relative_fitness=_RELATIVE_CHANGE, relative_rmse=_RELATIVE_CHANGE,
+                                          max_iteration=config.iterations)  # fmt: skip
     transform = init
     for gate in config.gates():
         transform = reg.registration_icp(src, tgt, gate, transform, estimation, criteria).transformation
