@@ -2,6 +2,8 @@
 02 for each model, in one run, collected into one results file with the per-gap rates and the fallback rate.
 
 "none" is the classical peer: ICP from the identity, with the same FPFH + RANSAC fallback when its check fails.
+Every model runs twice: with the fallback (the pipeline as shipped) and without it (what the network and ICP carry
+on their own).
 
     python bench/lidar_pairs.py --models models/lidar_dlc,models/lidar_nodlc,none
 """
@@ -37,18 +39,19 @@ def main() -> None:
     parser.add_argument("--json", default=str(REPO / "bench/results/lidar_pairs.json"))
     args = parser.parse_args()
     root = run_root(args.runs, "lidar_pairs")
-    results = {}
-    for model in args.models.split(","):
-        out = root / f"{Path(model).name}.json"
-        run(DLC + ["eval", "pairs", "--kitti", args.kitti, "--sequences", args.sequences, "--poses-name", "poses.txt",
-                   "--max-gap", str(args.max_gap), "--model", model, "--json", str(out)], root / "eval.log")  # fmt: skip
-        report = json.loads(out.read_text())
-        results[model] = {k: report[k] for k in KEEP}
-        print(f"{model:>22}  success {100 * report['success_rate']:.1f}%  fallback {100 * report['fallback_rate']:.1f}%  "
-              f"median {report['time_ms']['median']:.0f} ms", flush=True)  # fmt: skip
+    results: dict[str, dict] = {"with fallback": {}, "without fallback": {}}
+    for variant, flag in (("with fallback", "--fallback"), ("without fallback", "--no-fallback")):
+        for model in args.models.split(","):
+            out = root / f"{Path(model).name}{flag}.json"
+            run(DLC + ["eval", "pairs", "--kitti", args.kitti, "--sequences", args.sequences, "--poses-name", "poses.txt",
+                       "--max-gap", str(args.max_gap), "--model", model, flag, "--json", str(out)], root / "eval.log")  # fmt: skip
+            report = json.loads(out.read_text())
+            results[variant][model] = {k: report[k] for k in KEEP}
+            print(f"{variant:>16} {model:>22}  success {100 * report['success_rate']:.1f}%  fallback "
+                  f"{100 * report['fallback_rate']:.1f}%  median {report['time_ms']['median']:.0f} ms", flush=True)  # fmt: skip
     write_json(args.json, {"benchmark": "lidar_pairs", "command": "python " + shlex.join(sys.argv),
                            "date": common.now_iso(), "machine": common.machine(), "data": "kitti_mini " + args.sequences,
-                           "models": results})  # fmt: skip
+                           "results": results})  # fmt: skip
     print(f"wrote {args.json}")
 
 

@@ -85,19 +85,22 @@ def lidar_pairs_table() -> list[str]:
     r = load("lidar_pairs")
     if r is None:
         return []
-    models = list(r["models"])
-    lines = [f"**Wide-baseline pairs** — every pair (i, i+g) of {r['data']} registered from the identity; success = "
-             "RTE < 0.6 m and RRE < 5 deg; cells: success % (median ms per pair).", "",
-             "| gap | pairs | " + " | ".join(label(m) for m in models) + " |", "|---|---|" + "---|" * len(models)]  # fmt: skip
-    gaps = sorted(r["models"][models[0]]["per_gap"], key=int)
-    for g in gaps:
-        cells = [f"{100 * r['models'][m]['per_gap'][g]['success_rate']:.0f}% ({r['models'][m]['per_gap'][g]['time_ms_median']:.0f})"
-                 for m in models]  # fmt: skip
-        lines.append(f"| {g} | {r['models'][models[0]]['per_gap'][g]['pairs']} | " + " | ".join(cells) + " |")
-    lines.append(f"| all | {r['models'][models[0]]['pairs']} | " + " | ".join(
-        f"**{100 * r['models'][m]['success_rate']:.1f}%** ({r['models'][m]['time_ms']['median']:.0f})" for m in models) + " |")
-    lines.append("| fallback rate | | " + " | ".join(f"{100 * r['models'][m]['fallback_rate']:.1f}%" for m in models) + " |")
-    return lines + ["", provenance(r), ""]
+    lines = []
+    for variant, runs in r["results"].items():
+        models = list(runs)
+        lines += [f"**Wide-baseline pairs, {variant}** — every pair (i, i+g) of {r['data']} registered from the "
+                  "identity; success = RTE < 0.6 m and RRE < 5 deg; cells: success % (median ms per pair).", "",
+                  "| gap | pairs | " + " | ".join(label(m) for m in models) + " |", "|---|---|" + "---|" * len(models)]  # fmt: skip
+        for g in sorted(runs[models[0]]["per_gap"], key=int):
+            cells = [f"{100 * runs[m]['per_gap'][g]['success_rate']:.0f}% ({runs[m]['per_gap'][g]['time_ms_median']:.0f})"
+                     for m in models]  # fmt: skip
+            lines.append(f"| {g} | {runs[models[0]]['per_gap'][g]['pairs']} | " + " | ".join(cells) + " |")
+        lines.append(f"| all | {runs[models[0]]['pairs']} | " + " | ".join(
+            f"**{100 * runs[m]['success_rate']:.1f}%** ({runs[m]['time_ms']['median']:.0f})" for m in models) + " |")
+        lines.append("| network / prior / fallback | | " + " | ".join(
+            "{network:.0%} / {prior:.0%} / {fallback:.0%}".format(**runs[m]["status_rates"]) for m in models) + " |")
+        lines.append("")
+    return lines + [provenance(r), ""]
 
 
 def lidar_odometry_table(name: str, title: str) -> list[str]:

@@ -16,7 +16,7 @@ evaluations can say how often the network did not carry the load.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -137,15 +137,18 @@ class ScanRegistrar:
 
     def register(self, source: PreparedScan, target: PreparedScan, init: np.ndarray | None = None) -> PairResult:
         """Register source onto target. An isolated pair (`init` None) starts from identity with the network first;
-        a streamed pair (`init` = the motion prior) is refined from the prior first and the network runs only when
-        that misses prior_fitness (``prior_first``; ICP from a good prior costs a fraction of the network passes)."""
+        a streamed pair (`init` = the motion prior) is refined from the prior first — the finest ICP stage alone,
+        then the whole coarse-to-fine schedule if that misses prior_fitness — and the network runs only when both
+        miss it (``prior_first``; ICP from a good prior costs a fraction of the network passes)."""
         streaming = init is not None and self.config.prior_first
         init = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
         timings: dict[str, float] = {}
         passes, results = 0, []
-        if streaming:
-            results.append(self._refined("prior", init, source, target, timings))
-        if self.model is not None and not (results and results[0][1].fitness >= self.config.prior_fitness):
+        if streaming:  # a good prior needs only the fine stage; a poor one gets the coarse-to-fine schedule
+            results.append(self._refined("prior", init, source, target, timings, fine_only=True))
+            if results[0][1].fitness < self.config.prior_fitness:
+                results.append(self._refined("prior", init, source, target, timings))
+        if self.model is not None and not (results and max(r[1].fitness for r in results) >= self.config.prior_fitness):
             clock = time.perf_counter()
             guess, passes = self.network_estimate(source, target, init)
             timings["network"] = 1000 * (time.perf_counter() - clock)
@@ -168,11 +171,14 @@ class ScanRegistrar:
         return PairResult(best.transform, status, best.fitness, best.inlier_rmse, passes, timings)
 
     def _refined(self, stage: str, guess: np.ndarray, source: PreparedScan, target: PreparedScan,
-                 timings: dict[str, float]) -> tuple[str, ICPResult]:  # fmt: skip
-        """ICP from one guess, timed under icp_<stage>."""
+                 timings: dict[str, float], fine_only: bool = False) -> tuple[str, ICPResult]:  # fmt: skip
+        """ICP from one guess (all stages, or only the finest), timed under icp_<stage>[_fine]."""
+        config = self.config.icp
+        if fine_only:
+            config = replace(config, max_correspondence_distance=config.gates()[-1], min_correspondence_distance=None)
         clock = time.perf_counter()
-        result = refine(source.icp_source, target.icp, guess, self.config.icp, scored=source.icp)
-        timings[f"icp_{stage}"] = 1000 * (time.perf_counter() - clock)
+        result = refine(source.icp_source, target.icp, guess, config, scored=source.icp)
+        timings[f"icp_{stage}" + ("_fine" if fine_only else "")] = 1000 * (time.perf_counter() - clock)
         return stage, result
 
     def _accepted(self, refined: ICPResult, source: PreparedScan, target: PreparedScan, prior: np.ndarray) -> bool:
