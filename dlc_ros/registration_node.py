@@ -47,9 +47,9 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from dlc_core.errors import InputError
-from dlc_core.icp import METHODS, ICPConfig
+from dlc_core.icp import METHODS
 from dlc_core.odometry import Odometry
-from dlc_core.pipeline import PipelineConfig, ScanRegistrar
+from dlc_core.pipeline import PipelineConfig, ScanRegistrar, scan_icp
 from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.trajectory_metrics import write_kitti, write_tum
 
@@ -129,9 +129,8 @@ def threads(values: dict[str, Any]) -> int:
 def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     """The pipeline settings the parameters ask for."""
     try:
-        icp = ICPConfig(method=values["icp_method"], max_correspondence_distance=values["icp_max_distance"],
-                        min_correspondence_distance=values["icp_min_distance"] or None,
-                        iterations=values["icp_iterations"], num_threads=threads(values))  # fmt: skip
+        icp = scan_icp(values["icp_method"], values["icp_max_distance"], values["icp_min_distance"] or None,
+                       values["icp_iterations"], threads(values))  # fmt: skip
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],

@@ -16,9 +16,8 @@ import numpy as np
 from dlc_core.atomic import write_json
 from dlc_core.data.kitti import KittiSequence, finite_points
 from dlc_core.errors import InputError
-from dlc_core.icp import ICPConfig
 from dlc_core.metrics import rre_deg, rte, success_mask
-from dlc_core.pipeline import PipelineConfig, ScanRegistrar
+from dlc_core.pipeline import PipelineConfig, ScanRegistrar, scan_icp
 from dlc_core.scan_preprocess import ScanPreprocess
 
 from . import common
@@ -29,8 +28,7 @@ SUCCESS_RTE_M, SUCCESS_RRE_DEG = 0.6, 5.0
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     """The pipeline settings the flags ask for."""
     try:
-        icp = ICPConfig(method=args.icp, max_correspondence_distance=args.icp_max_dist,
-                        min_correspondence_distance=args.icp_min_dist, iterations=args.icp_iters)  # fmt: skip
+        icp = scan_icp(args.icp, args.icp_max_dist, args.icp_min_dist, args.icp_iters)
     except InputError as exc:
         raise InputError(f"ICP option: {exc}") from None
     return PipelineConfig(passes=args.iters, icp=icp, min_fitness=args.min_fitness, fallback=args.fallback)
