@@ -178,7 +178,8 @@ def refine(
     """
     init = _check_rigid(init, "init")
     full_src, src = _clouds(source, config.voxel_size, "source")
-    full_src = scored or full_src
+    if scored is not None:
+        full_src = scored
     full_tgt, tgt = _clouds(target, config.voxel_size, "target")
     if config.method == "gicp":
         transform, iterations = _align_gicp(src, tgt, init, config)

@@ -29,8 +29,7 @@ class Odometry:
     poses: list[np.ndarray] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     _previous: PreparedScan | None = None
-    _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))
-    _velocity_dt: float = 0.0
+    _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))  # the last pair's motion
 
     def step(self, points: np.ndarray, stamp: float) -> OdometryStep:
         """Add one scan (N, >=3); raises InputError for a scan that cannot be used (nothing is changed then)."""
@@ -39,9 +38,10 @@ class Odometry:
             pose, pair = np.eye(4), None
         else:
             dt = stamp - self.stamps[-1]
-            prior = scale_motion(self._velocity, dt / self._velocity_dt if self._velocity_dt > 0 and dt > 0 else 1.0)
+            last_dt = self.stamps[-1] - self.stamps[-2] if len(self.stamps) > 1 else 0.0  # the time _velocity took
+            prior = scale_motion(self._velocity, dt / last_dt if last_dt > 0 and dt > 0 else 1.0)
             pair = self.registrar.register(prepared, self._previous, init=prior)
-            self._velocity, self._velocity_dt = pair.transform, dt
+            self._velocity = pair.transform
             pose = self.poses[-1] @ pair.transform
         self._previous = prepared
         self.poses.append(pose)
@@ -52,7 +52,7 @@ class Odometry:
         """Start a new trajectory at the next scan (e.g. on a service call, or when a bag loops)."""
         self.poses.clear()
         self.stamps.clear()
-        self._previous, self._velocity, self._velocity_dt = None, np.eye(4), 0.0
+        self._previous, self._velocity = None, np.eye(4)
 
 
 MAX_EXTRAPOLATION = 10.0  # a gap longer than this many times the last one says little about the motion

@@ -107,6 +107,8 @@ class ScanRegistrar:
         inference = self.card.get("inference", {})
         self.passes = config.passes or inference.get("passes", 5)
         self.stop = (inference.get("stop_angle_deg", 0.05), inference.get("stop_translation", 1e-3))
+        icp = config.icp  # its finest stage alone, for refining from a good prior
+        self.fine_icp = replace(icp, max_correspondence_distance=icp.gates()[-1], min_correspondence_distance=None)
         self.rng = np.random.default_rng(0)
 
     @classmethod
@@ -150,16 +152,20 @@ class ScanRegistrar:
         init = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
         timings: dict[str, float] = {}
         passes, results = 0, []
+
+        def confident() -> bool:
+            return any(r.fitness >= self.config.prior_fitness for _, r in results)
+
         if streaming:  # a good prior needs only the fine stage; a poor one gets the coarse-to-fine schedule
-            results.append(self._refined("prior", init, source, target, timings, fine_only=True))
-            if results[0][1].fitness < self.config.prior_fitness:
+            results.append(self._refined("prior", init, source, target, timings, self.fine_icp))
+            if not confident():
                 results.append(self._refined("prior", init, source, target, timings))
-        if self.model is not None and not (results and max(r[1].fitness for r in results) >= self.config.prior_fitness):
+        if self.model is not None and not confident():
             clock = time.perf_counter()
             guess, passes = self.network_estimate(source, target, init)
             timings["network"] = 1000 * (time.perf_counter() - clock)
             results.append(self._refined("network", guess, source, target, timings))
-        if not streaming and not (self.model is not None and self._accepted(results[0][1], source, target, init)):
+        if not streaming and (self.model is None or not self._accepted(results[0][1], source, target, init)):
             results.append(self._refined("prior", init, source, target, timings))
         status, best = max(results, key=lambda r: (r[1].fitness, -r[1].inlier_rmse))
         if best.fitness < self.config.min_fitness and self.config.fallback:
@@ -177,14 +183,12 @@ class ScanRegistrar:
         return PairResult(best.transform, status, best.fitness, best.inlier_rmse, passes, timings)
 
     def _refined(self, stage: str, guess: np.ndarray, source: PreparedScan, target: PreparedScan,
-                 timings: dict[str, float], fine_only: bool = False) -> tuple[str, ICPResult]:  # fmt: skip
-        """ICP from one guess (all stages, or only the finest), timed under icp_<stage>[_fine]."""
-        config = self.config.icp
-        if fine_only:
-            config = replace(config, max_correspondence_distance=config.gates()[-1], min_correspondence_distance=None)
+                 timings: dict[str, float], icp: ICPConfig | None = None) -> tuple[str, ICPResult]:  # fmt: skip
+        """ICP from one guess (the configured schedule, or `icp`: the fine stage alone), timed under
+        icp_<stage>[_fine]."""
         clock = time.perf_counter()
-        result = refine(source.icp_source, target.icp, guess, config, scored=source.icp)
-        timings[f"icp_{stage}" + ("_fine" if fine_only else "")] = 1000 * (time.perf_counter() - clock)
+        result = refine(source.icp_source, target.icp, guess, icp or self.config.icp, scored=source.icp)
+        timings[f"icp_{stage}" + ("_fine" if icp is self.fine_icp else "")] = 1000 * (time.perf_counter() - clock)
         return stage, result
 
     def _accepted(self, refined: ICPResult, source: PreparedScan, target: PreparedScan, prior: np.ndarray) -> bool:

@@ -13,6 +13,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from dlc_core.data.kitti import KittiSequence
 from dlc_core.errors import InputError
+from dlc_core.geometry import euler_zyx_to_matrix_np
 from dlc_core.metrics import rre_deg, rte
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
 from dlc_core.odometry import MAX_EXTRAPOLATION, Odometry, scale_motion
@@ -98,10 +99,8 @@ def test_a_streamed_pair_is_refined_from_the_prior_before_the_network(seq10: Kit
 
 
 def rigid(yaw_deg: float, translation: list[float]) -> np.ndarray:
-    yaw = np.radians(yaw_deg)
     m = np.eye(4)
-    m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
-    m[:3, 3] = translation
+    m[:3, :3], m[:3, 3] = euler_zyx_to_matrix_np(np.radians([yaw_deg, 0.0, 0.0])), translation
     return m
 
 

@@ -28,6 +28,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from dlc_core.geometry import euler_zyx_to_matrix_np  # noqa: E402
 from dlc_core.trajectory_metrics import pair_errors  # noqa: E402
 from dlc_ros.bag_io import ground_truth, open_bag, quaternion_to_matrix  # noqa: E402
 from dlc_ros.pointcloud2 import decode_cloud, xyz_to_cloud  # noqa: E402
@@ -324,8 +325,7 @@ def test_bad_start_up_ends_with_one_line_and_exit_code_2(tmp_path: Path) -> None
 
 def yawed(cloud: PointCloud2, degrees: float) -> tuple[PointCloud2, np.ndarray]:
     """The cloud seen from a sensor turned by `degrees` about z, and the transform from that sensor to the original."""
-    yaw = np.radians(degrees)
-    turn = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+    turn = euler_zyx_to_matrix_np(np.radians([degrees, 0.0, 0.0]))
     points = decode_cloud(cloud)
     moved = xyz_to_cloud(points.points @ turn, points.intensity, cloud.header.frame_id, cloud.header.stamp)
     to_original = np.eye(4)
