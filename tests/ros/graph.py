@@ -26,6 +26,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 REPO = Path(__file__).resolve().parents[2]
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 START_S = 90.0  # a node imports torch (and open3d) and warms up: slow on a busy 2-core machine
+HANDSHAKE_RETRY_S = 2.0  # between repeats of a first message, and the wait for late duplicates after a reply
 
 
 class Graph:
@@ -52,6 +53,22 @@ class Graph:
         matched the node's publisher (each side sees the match on its own time; a message sent before is lost)."""
         self.wait_for(lambda: publisher.get_subscription_count(), START_S, "the node's subscription", proc)
         self.wait_for(lambda: self.subscriptions[listened].get_publisher_count(), START_S, f"{listened} matched", proc)
+
+    def handshake(self, publisher: Any, msg: Any, replies: list, proc: NodeProcess, *also: list) -> None:
+        """Publish `msg` until a reply arrives, then let any late duplicate land and forget the replies (and the
+        lists in `also`). A match is seen by each side on its own time, so a first message — or the node's first
+        answer — can be lost even after wait_until_connected; after a reply both directions are known to work."""
+        deadline = time.monotonic() + START_S
+        while not replies:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"no reply to a first message within {START_S:.0f} s:\n{proc.log()}")
+            publisher.publish(msg)
+            retry = time.monotonic() + HANDSHAKE_RETRY_S
+            while not replies and time.monotonic() < retry:
+                time.sleep(0.05)
+        time.sleep(HANDSHAKE_RETRY_S)
+        for received in (replies, *also):
+            received.clear()
 
     def wait_for(self, condition: Callable[[], Any], timeout: float, what: str, proc: Any = None) -> Any:
         """Poll until `condition()` is truthy; fail with `what` (and the node's log) after `timeout` s."""

@@ -54,6 +54,7 @@ def test_classifies_real_digits_as_the_offline_model_and_survives_bad_images(gra
     with process(args, tmp_path / "node.log") as proc:
         graph.wait_until_connected(publisher, "/digit_class", proc)
         graph.wait_for(lambda: graph.subscriptions["/digit_probabilities"].get_publisher_count(), 30, "probabilities", proc)
+        graph.handshake(publisher, array_to_image(digits["images"][0]), classes, proc, probs)
         for image in digits["images"]:
             send(graph, publisher, array_to_image(image), classes, proc)
         graph.wait_for(lambda: len(probs) == DIGITS, STEP_S, "all probabilities", proc)
