@@ -28,11 +28,14 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     """Train (or finish training) one arm with one seed; returns its model card."""
     card_path, state = folder / "model_card.json", folder / "train_state.pt"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    if card and card["config"]["hidden"] != args.hidden:
-        sys.exit(f"{folder} holds a hidden-{card['config']['hidden']} run, not {args.hidden}: use another --name")
+    asked = {"hidden": args.hidden, "rotate": args.rotate, "zoom": args.zoom}
+    held = {**card.get("train", {}), **card.get("config", {})}
+    if card and any(held.get(k, 0.0) != v for k, v in asked.items()):
+        sys.exit(f"{folder} holds a run with other options than {asked}: use another --name")
     if card.get("train", {}).get("epochs", 0) < args.epochs:
         cmd = [*DLC, "train", "lstm", "--data", args.data, "--mode", args.mode, "--out", str(folder),
-               "--epochs", str(args.epochs), "--hidden", str(args.hidden), *ARMS[arm], "--seed", str(seed)]  # fmt: skip
+               "--epochs", str(args.epochs), "--hidden", str(args.hidden), "--rotate", str(args.rotate), "--zoom", str(args.zoom),
+               *ARMS[arm], "--seed", str(seed)]  # fmt: skip
         run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -53,6 +56,8 @@ def main() -> None:
     p.add_argument("--mode", default="pixel", choices=("pixel", "row"))
     p.add_argument("--epochs", type=int, required=True, help="epochs per arm (the shared budget)")
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
+    p.add_argument("--rotate", type=float, default=0.0, help="augmentation: rotations of up to ± this many degrees")
+    p.add_argument("--zoom", type=float, default=0.0, help="augmentation: scaling by 1 ± up to this")
     p.add_argument("--data", default=os.path.relpath(REPO.parent / "shared" / "data" / "mnist_5k", REPO),
                    help="MNIST folder (default ../shared/data/mnist_5k)")  # fmt: skip
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
@@ -84,7 +89,8 @@ def main() -> None:
         "date": now_iso(),
         "machine": machine(),
         "budget": {"mode": args.mode, "epochs": args.epochs, "steps": train0["steps"], "batch_size": train0["batch_size"],
-                   "seeds": seeds, "config": runs[0]["card"]["config"], "arms": {a: ARMS[a] for a in arms}},
+                   "seeds": seeds, "config": runs[0]["card"]["config"],
+                   "augment": {k: train0.get(k, 0.0) for k in ("shift", "rotate", "zoom")}, "arms": {a: ARMS[a] for a in arms}},
         "data": f"train: {train0['train_digits']} of the 5,000 real MNIST training digits in mnist_5k (validation: the "
                 f"other {train0['val_digits']}, stratified); test: the standard 10,000 MNIST test digits",
         "summary": summary,

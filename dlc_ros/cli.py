@@ -33,6 +33,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a float in [low, high]."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], got {value:g}")
+        return value
+
+    return parse
+
+
 def _run_lazily(module: str, function: str, args: argparse.Namespace) -> int:
     return getattr(importlib.import_module(module), function)(args)
 
@@ -147,6 +159,10 @@ def _add_train_lstm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified share held out for validation (0.1)")
     p.add_argument("--shift", type=int, default=2, choices=range(0, 5), metavar="0-4",
                    help="augmentation: random shifts of up to this many pixels (default 2)")  # fmt: skip
+    p.add_argument("--rotate", type=_float_in(0.0, 45.0), default=0.0, help="augmentation: random rotations of up to ± this "
+                   "many degrees (0-45, default 0)")  # fmt: skip
+    p.add_argument("--zoom", type=_float_in(0.0, 0.5), default=0.0, help="augmentation: random scaling by 1 ± up to this "
+                   "(0-0.5, default 0)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("--nproc", type=_positive_int, default=1, help="data-parallel processes (DDP: gloo on CPU, nccl on GPU)")
     _add_common(p)

@@ -22,6 +22,7 @@ from dlc_core.dlc_loss import DLCConfig, DLCLoss
 from dlc_core.errors import InputError
 from dlc_core.models.lstm import MNIST_MEAN, MNIST_STD, LSTMClassifier, LSTMConfig
 from dlc_ros.cli import main
+from training.lstm import affine_warp, warp_images
 
 REPO = Path(__file__).resolve().parents[1]
 # The standard MNIST test set's class counts and first labels (published with the dataset).
@@ -194,6 +195,21 @@ def test_pixel_mode_reads_the_image_row_major_one_pixel_per_step() -> None:
     forget = bias[8:16]  # chrono init: log U(1, 783)
     assert (forget >= 0).all() and (forget <= math.log(783)).all() and forget.max() > 1.0
     assert torch.equal(bias[:8], -forget)
+
+
+def test_augmentation_warps_match_exact_pixel_moves() -> None:
+    """A quarter turn moves every pixel centre onto a pixel centre (torch.rot90 is the reference), and bilinear
+    sampling of a column ramp is exact, so a zoom of 2 must give column c the value c/2 + 6.75 (the centre half)."""
+    images = torch.randint(0, 256, (2, 28, 28)).float()
+    turned = affine_warp(images, torch.tensor([90.0, -90.0]), torch.ones(2))
+    assert torch.allclose(turned[0], torch.rot90(images[0], 1), atol=1e-3)
+    assert torch.allclose(turned[1], torch.rot90(images[1], -1), atol=1e-3)
+    ramp = torch.arange(28.0).repeat(28, 1)[None]
+    zoomed = affine_warp(ramp, torch.zeros(1), torch.full((1,), 2.0))
+    assert torch.allclose(zoomed[0], (torch.arange(28.0) / 2 + 6.75).repeat(28, 1), atol=1e-4)
+    assert warp_images(images, 0.0, 0.0, torch.Generator().manual_seed(0)) is images  # nothing asked: untouched
+    drawn = warp_images(images, 15.0, 0.1, torch.Generator().manual_seed(0))
+    assert drawn.shape == images.shape and not torch.allclose(drawn, images)
 
 
 def test_bad_config_is_refused() -> None:

@@ -1,7 +1,8 @@
 """``dlc train lstm`` and ``dlc eval lstm``: the LSTM digit classifier of METHOD.md §3.2, with or without DLC.
 
 Training is a plain loop over epochs and batches (Adam, cosine learning-rate decay over the planned steps,
-gradient clipping, optional random shifts of up to --shift pixels). With DLC the hinges of the classification
+gradient clipping, optional random rotations and zooms (--rotate, --zoom) followed by random whole-pixel shifts of
+up to --shift pixels). With DLC the hinges of the classification
 chart (dlc_core.classification_objective) are added to the cross-entropy through the same DLCLoss the
 registration trainer uses; the no-DLC twin is the same run without them. A stratified tenth of the training
 digits (the same for every seed) is held out for validation; after every epoch the model is validated and written
@@ -35,7 +36,7 @@ from .registration import dlc_config
 SPLIT_SEED = 0  # the validation digits are the same for every seed and arm
 EVAL_BATCH = 1000
 RESUME_KEYS = (
-    "data", "mode", "hidden", "dlc", "batch_size", "seed", "lr", "weight_decay", "val_fraction", "shift", "K", "beta",
+    "data", "mode", "hidden", "dlc", "batch_size", "seed", "lr", "weight_decay", "val_fraction", "shift", "rotate", "zoom", "K", "beta",
     "alpha", "mu", "agg", "terms", "trainable", "noise_sigma",
 )  # fmt: skip
 
@@ -58,6 +59,24 @@ def shift_images(images: torch.Tensor, max_shift: int, generator: torch.Generato
     return torch.stack([padded[i, r : r + side, c : c + side] for i, (r, c) in enumerate(offsets)])
 
 
+def affine_warp(images: torch.Tensor, angles_deg: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Image i rotated about its centre by angles_deg[i] and scaled by factors[i] (bilinear, zeros outside)."""
+    angle = torch.deg2rad(angles_deg)
+    cos, sin, zero = torch.cos(angle) / factors, torch.sin(angle) / factors, torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # output -> input
+    grid = F.affine_grid(theta, (len(images), 1, *images.shape[-2:]), align_corners=False)
+    return F.grid_sample(images[:, None].float(), grid, align_corners=False)[:, 0]
+
+
+def warp_images(images: torch.Tensor, rotate_deg: float, zoom: float, generator: torch.Generator) -> torch.Tensor:
+    """Each image rotated by a random angle in [-rotate_deg, rotate_deg] and scaled by a random factor in
+    [1 - zoom, 1 + zoom]: the small affine changes of real handwriting."""
+    if rotate_deg == 0 and zoom == 0:
+        return images
+    draw = (torch.rand(len(images), 2, generator=generator, device=generator.device) * 2 - 1).to(images.device)
+    return affine_warp(images, draw[:, 0] * rotate_deg, 1 + draw[:, 1] * zoom)
+
+
 def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, steps_per_epoch: int) -> common.Training:
     """Model, DLC loss, optimiser and schedule, seeded so every rank starts identical."""
     common.seed_everything(args.seed)
@@ -73,7 +92,7 @@ def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, s
 def train_step(t: common.Training, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, rank: Rank) -> dict[str, float]:
     """One optimiser step; returns the numbers the progress bar shows."""
     t.runner.train()
-    logits = t.runner(shift_images(images, args.shift, t.generator))
+    logits = t.runner(shift_images(warp_images(images, args.rotate, args.zoom, t.generator), args.shift, t.generator))
     if t.dlc is None:
         task = F.cross_entropy(logits, labels)
         loss, stats = task, {}
@@ -123,7 +142,7 @@ def _card(args: argparse.Namespace, t: common.Training, metrics: dict, split: di
         "train": {
             "data": args.data, **split, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
             "optimizer": "adam", "lr": args.lr, "schedule": "cosine", "weight_decay": args.weight_decay,
-            "grad_clip": args.grad_clip, "shift": args.shift, "seed": args.seed, "command": args.command,
+            "grad_clip": args.grad_clip, "shift": args.shift, "rotate": args.rotate, "zoom": args.zoom, "seed": args.seed, "command": args.command,
             "git_commit": common.git_commit(), "torch": torch.__version__, "device": device.type,
             "world_size": args.nproc, "wall_s": round(t.wall_s, 1), "date": common.now_iso(),
         },
