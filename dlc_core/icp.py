@@ -269,9 +269,9 @@ def _downsample(points: np.ndarray, voxel_size: float, name: str) -> np.ndarray:
 
 
 def _median_spacing(points: np.ndarray, tree: cKDTree) -> float:
-    """Median distance from a point to its nearest distinct neighbour (on a subsample of at most 5000 points;
+    """Median distance from a point to its nearest distinct neighbour (on a subsample of 2000-4000 points;
     duplicates are skipped by looking one neighbour further, so no sort of the whole cloud is needed)."""
-    sample = points[:: max(1, len(points) // 5000)]
+    sample = points[:: max(1, len(points) // 2000)]
     distances, _ = tree.query(sample, k=min(4, len(points)))
     distinct = np.where(distances[:, 1:] > 0, distances[:, 1:], np.inf).min(axis=1)
     return float(np.median(distinct[np.isfinite(distinct)])) if np.isfinite(distinct).any() else 0.0

@@ -21,25 +21,34 @@ def check_cloud(points: np.ndarray, name: str, min_points: int = 3) -> np.ndarra
         raise InputError(f"{name} cloud must have shape (N, 3), got {array.shape}")
     if len(array) < min_points:
         raise InputError(f"{name} cloud has {len(array)} points; at least {min_points} are needed")
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
+    # flat reductions first: numpy reduces the short axis of an (N, 3) array several times slower
+    if not np.isfinite(array).all():
+        bad = ~np.isfinite(array).all(axis=1)
         raise InputError(f"{name} cloud has {bad.sum()} points with NaN/Inf coordinates (first at row {bad.argmax()})")
-    if np.ptp(array, axis=0).max() == 0:
+    if not (array != array[0]).any():
         raise InputError(f"{name} cloud is degenerate: all {len(array)} points are identical")
     return array
 
 
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Centroids of the occupied cells of a voxel grid (the points themselves when voxel_size is 0).
+    """Centroids of the occupied cells of a voxel grid anchored at the origin, in the order of their cell keys (the
+    points themselves when voxel_size is 0).
 
-    Cells are keyed by one int64 per point (a 1-D unique is ~20x faster than numpy's row-wise unique on scans).
+    Cells are keyed by one int64 per point and grouped by a stable sort: scans arrive nearly sorted along the sweep,
+    which numpy's stable sort exploits (half the time of np.unique on a KITTI scan).
     """
     if voxel_size == 0 or len(points) == 0:
         return points
-    cells = np.floor(points / voxel_size).astype(np.int64)
-    cells -= cells.min(axis=0)
-    span = cells.max(axis=0) + 1
-    keys = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
-    _, cell, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    cells = np.ascontiguousarray(np.floor(points.T / voxel_size)).astype(np.int64)  # (3, N): fast row reductions
+    low = cells.min(axis=1)
+    span = cells.max(axis=1) - low + 1
+    keys = ((cells[0] - low[0]) * span[1] + (cells[1] - low[1])) * span[2] + (cells[2] - low[2])
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.empty(len(keys), dtype=bool)
+    starts[0], starts[1:] = True, ordered[1:] != ordered[:-1]
+    cell = np.empty(len(keys), dtype=np.int64)
+    cell[order] = np.cumsum(starts) - 1
+    counts = np.bincount(cell)
     sums = np.stack([np.bincount(cell, weights=points[:, axis], minlength=len(counts)) for axis in range(3)], axis=1)
     return sums / counts[:, None]

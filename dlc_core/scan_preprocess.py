@@ -47,8 +47,8 @@ class ScanPreprocess:
 
 def crop(points: np.ndarray, min_range: float, max_range: float) -> np.ndarray:
     """Points whose horizontal range lies in [min_range, max_range]."""
-    r = np.hypot(points[:, 0], points[:, 1])
-    return points[(r >= min_range) & (r <= max_range)]
+    squared = points[:, 0] ** 2 + points[:, 1] ** 2  # no square root per point
+    return points[(squared >= min_range**2) & (squared <= max_range**2)]
 
 
 def icp_cloud(points: np.ndarray, cfg: ScanPreprocess) -> np.ndarray:
