@@ -157,16 +157,17 @@ def decode_cloud(
     used = [_require(declared, name, (FLOAT32, FLOAT64)) for name in fields]
     if intensity is not None and intensity in declared:
         used.append(_require(declared, intensity, tuple(DATATYPES)))
-    view = _structured_view(msg, used, point_step)
-    values = np.empty((height, width, len(used)), dtype=np.float64)
-    for k in range(len(used)):
-        values[..., k] = view[f"f{k}"]
-    values = values.reshape(-1, len(used))
-    finite = np.isfinite(values).all(axis=1)
-    kept = values[finite]
+    view = _structured_view(msg, used, point_step).reshape(-1)
+    points = np.empty((len(view), 3), dtype=np.float64)
+    for k in range(3):
+        points[:, k] = view[f"f{k}"]
+    values = view["f3"].astype(np.float64) if len(used) == 4 else None
+    if np.isfinite(points).all() and (values is None or np.isfinite(values).all()):  # flat checks: the usual case
+        return DecodedCloud(points=points, intensity=values, dropped_nonfinite=0)
+    finite = np.isfinite(points).all(axis=1) & (True if values is None else np.isfinite(values))
     return DecodedCloud(
-        points=np.ascontiguousarray(kept[:, :3]),
-        intensity=kept[:, 3].copy() if len(used) == 4 else None,
+        points=points[finite],
+        intensity=None if values is None else values[finite],
         dropped_nonfinite=int(finite.size - np.count_nonzero(finite)),
     )
 

@@ -127,11 +127,13 @@ def test_non_finite_rows_are_dropped_and_counted():
     points[2, 0] = np.nan
     points[5, 2] = np.inf
     points[7] = np.nan
-    msg = xyz_to_cloud(points, np.arange(10, dtype=np.float32))
+    intensity = np.arange(10, dtype=np.float32)
+    intensity[8] = np.nan  # a point is only as usable as its intensity
+    msg = xyz_to_cloud(points, intensity)
     assert not msg.is_dense
     cloud = decode_cloud(msg)
-    keep = [0, 1, 3, 4, 6, 8, 9]
-    assert cloud.dropped_nonfinite == 3
+    keep = [0, 1, 3, 4, 6, 9]
+    assert cloud.dropped_nonfinite == 4
     assert np.array_equal(cloud.points, points[keep].astype(np.float64))
     assert np.array_equal(cloud.intensity, np.array(keep, dtype=np.float64))
 
