@@ -1,7 +1,11 @@
-"""Scan-to-scan LiDAR odometry: each new scan is registered onto the previous one, starting from a
-constant-velocity prior (the last relative motion, scaled to the time since the previous scan, so a node that
-drops scans still predicts the right motion), and the relative poses are composed. The same object runs in
-``dlc bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
+"""LiDAR odometry by scan registration: each new scan is registered onto a keyframe (by default the previous
+scan: plain scan-to-scan), starting from a constant-velocity prior (the last scan-to-scan motion, scaled to the
+time since the previous scan, so a node that drops scans still predicts the right motion), and its pose is the
+keyframe's pose composed with that registration. With the pipeline's ``keyframe_distance`` > 0 the keyframe is kept until the
+vehicle has moved that far (or turned ``keyframe_angle_deg``, or the overlap falls below the registrar's
+``prior_fitness``): registration errors then add up once per keyframe instead of once per scan, a standing vehicle
+does not drift at all, and only keyframes need target-side work (normals). The same object runs in ``dlc bag
+eval`` and in the ROS node, so offline numbers are the node's numbers."""
 
 from __future__ import annotations
 
@@ -15,10 +19,14 @@ from .pipeline import PairResult, PreparedScan, ScanRegistrar
 
 @dataclass
 class OdometryStep:
-    """What one scan produced: its pose in the odometry frame, and the pair registration (None for the first)."""
+    """What one scan produced: its pose in the odometry frame, its motion since the previous scan (None for the
+    first; what a twist reports), the registration onto the keyframe (None for the first), and whether the scan
+    became the keyframe of the scans after it."""
 
     pose: np.ndarray
+    motion: np.ndarray | None
     pair: PairResult | None
+    keyframe: bool
 
 
 @dataclass
@@ -28,31 +36,41 @@ class Odometry:
     registrar: ScanRegistrar
     poses: list[np.ndarray] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
-    _previous: PreparedScan | None = None
-    _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))  # the last pair's motion
+    _keyframe: PreparedScan | None = None
+    _keyframe_pose: np.ndarray = field(default_factory=lambda: np.eye(4))
+    _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))  # the last scan-to-scan motion
 
     def step(self, points: np.ndarray, stamp: float) -> OdometryStep:
         """Add one scan (N, >=3); raises InputError for a scan that cannot be used (nothing is changed then)."""
         prepared = self.registrar.prepare(points, name=f"scan at t={stamp:.3f}")
-        if self._previous is None:
-            pose, pair = np.eye(4), None
+        if self._keyframe is None:
+            pose, motion, pair = np.eye(4), None, None
         else:
             dt = stamp - self.stamps[-1]
             last_dt = self.stamps[-1] - self.stamps[-2] if len(self.stamps) > 1 else 0.0  # the time _velocity took
-            prior = scale_motion(self._velocity, dt / last_dt if last_dt > 0 and dt > 0 else 1.0)
-            pair = self.registrar.register(prepared, self._previous, init=prior)
-            self._velocity = pair.transform
-            pose = self.poses[-1] @ pair.transform
-        self._previous = prepared
+            predicted = self.poses[-1] @ scale_motion(self._velocity, dt / last_dt if last_dt > 0 and dt > 0 else 1.0)
+            pair = self.registrar.register(prepared, self._keyframe, init=np.linalg.inv(self._keyframe_pose) @ predicted)
+            pose = self._keyframe_pose @ pair.transform
+            motion = self._velocity = np.linalg.inv(self.poses[-1]) @ pose
+        keyframe = pair is None or self._leaves_keyframe(pair)
+        if keyframe:
+            self._keyframe, self._keyframe_pose = prepared, pose
         self.poses.append(pose)
         self.stamps.append(stamp)
-        return OdometryStep(pose, pair)
+        return OdometryStep(pose, motion, pair, keyframe)
+
+    def _leaves_keyframe(self, pair: PairResult) -> bool:
+        """Whether the scan just registered becomes the next keyframe."""
+        config = self.registrar.config
+        moved = np.linalg.norm(pair.transform[:3, 3]) >= config.keyframe_distance
+        turned = np.degrees(Rotation.from_matrix(pair.transform[:3, :3]).magnitude()) >= config.keyframe_angle_deg
+        return moved or turned or pair.fitness < config.prior_fitness
 
     def reset(self) -> None:
         """Start a new trajectory at the next scan (e.g. on a service call, or when a bag loops)."""
         self.poses.clear()
         self.stamps.clear()
-        self._previous, self._velocity = None, np.eye(4)
+        self._keyframe, self._keyframe_pose, self._velocity = None, np.eye(4), np.eye(4)
 
 
 MAX_EXTRAPOLATION = 10.0  # a gap longer than this many times the last one says little about the motion

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
+KEYFRAME_DISTANCE = 3.0  # dlc_core.pipeline.PipelineConfig's default (not imported here: it pulls in torch)
 
 
 def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
@@ -309,6 +310,9 @@ def _add_bag(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="metrics JSON path (default OUT/metrics.json)")
     p.add_argument("--allow-skips", action="store_true", help="exit 0 even when frames had to be skipped")
     _add_pipeline_flags(p)
+    p.add_argument("--keyframe-distance", type=_float_in(0.0, 100.0), default=KEYFRAME_DISTANCE,
+                   help=f"odometry: register onto a keyframe until moved this far (m; 0 = scan-to-scan; default "
+                   f"{KEYFRAME_DISTANCE:g})")  # fmt: skip
     _add_common(p)
     p.set_defaults(handler=_lazy("dlc_ros.bag_eval", "evaluate"))
     p = _parser(sub, "play", "Publish a bag into the live ROS graph (a stand-in for ros2 bag play), after subscribers appear.",

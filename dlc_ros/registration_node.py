@@ -103,6 +103,8 @@ PARAMETERS = (
           bounds=(0.0, 1.0)),  # fmt: skip
     Param("fallback", PIPELINE.fallback, "try FPFH + RANSAC when the check fails (as dlc bag eval; about 1 s on a "
           "CPU)"),  # fmt: skip
+    Param("keyframe_distance", PIPELINE.keyframe_distance, "odometry: scans register onto a keyframe until the "
+          "vehicle has moved this far (m) or turned 10 deg; 0 = onto the previous scan", bounds=(0.0, 100.0)),  # fmt: skip
     Param("num_threads", 0, "CPU threads for torch and GICP; 0 = all cores", bounds=(0, 256)),
     Param("max_points", 1_000_000, "refuse clouds with more points than this", bounds=(1_000, 10_000_000)),
     Param("path_max_poses", 1_000, "poses in the published path, the latest; 0 = all (each message carries them "
@@ -134,7 +136,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],
-                          fallback=values["fallback"])  # fmt: skip
+                          fallback=values["fallback"], keyframe_distance=values["keyframe_distance"])  # fmt: skip
 
 
 def build_registrar(values: dict[str, Any]) -> tuple[ScanRegistrar, str]:
@@ -482,9 +484,9 @@ class RegistrationNode(Node):
         started = time.perf_counter()
         with self._odometry_lock:
             step = self._odometry.step(scan.points, scan.stamp * 1e-9)
-            previous = self._odometry.stamps[-2] if step.pair is not None else None
+            previous = self._odometry.stamps[-2] if step.motion is not None else None
         registration_ms = 1000 * (time.perf_counter() - started)
-        twist = twist_msg(step.pair.transform, scan.stamp * 1e-9 - previous) if step.pair else None
+        twist = twist_msg(step.motion, scan.stamp * 1e-9 - previous) if step.motion is not None else None
         self._publish(scan, step.pose, twist)
         with self._stats_lock:
             self._counters.processed += 1

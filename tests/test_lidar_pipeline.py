@@ -4,6 +4,7 @@ evaluators (dlc eval pairs, dlc bag eval) end to end, including bags with a corr
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,27 @@ def test_odometry_scales_the_prior_to_the_time_since_the_last_scan(shared_data: 
     assert ate_rmse(np.array(odometry.poses), np.stack([seq.relative(0, k) for k in frames])) < 0.1
 
 
+def test_odometry_registers_onto_a_keyframe_until_it_moved_far_enough(shared_data: Path) -> None:
+    """Sequence 02 (1.5 m per frame) with 4 m keyframes: the keyframes are the frames where the ground truth has
+    moved 4 m from the last one, every pose is its keyframe's pose composed with the registration, and the motion
+    reported is the scan-to-scan one."""
+    seq = KittiSequence.open(shared_data / "kitti_mini", "02", "poses.txt")
+    odometry = Odometry(ScanRegistrar(ScanPreprocess(), replace(FAST, keyframe_distance=4.0)))
+    steps = [odometry.step(seq.scan(k), float(seq.times[k])) for k in range(len(seq))]
+    expected, key = [0], 0
+    for k in range(1, len(seq)):
+        if np.linalg.norm(seq.relative(key, k)[:3, 3]) >= 4.0:
+            expected.append(key := k)
+    assert [k for k, s in enumerate(steps) if s.keyframe] == expected and 3 <= len(expected) < len(seq)
+    for k in range(1, len(seq)):
+        key = max(j for j in expected if j < k)
+        assert steps[k].pair.status == "prior"
+        assert np.allclose(odometry.poses[key] @ steps[k].pair.transform, odometry.poses[k])
+        assert np.allclose(odometry.poses[k - 1] @ steps[k].motion, odometry.poses[k])
+    gt = np.stack([seq.relative(0, k) for k in range(len(seq))])
+    assert ate_rmse(np.array(odometry.poses), gt) < 0.1
+
+
 def test_untrained_network_runs_and_reports_a_status(seq10: KittiSequence) -> None:
     reg = tiny_registrar()
     result = reg.register(reg.prepare(seq10.scan(1)), reg.prepare(seq10.scan(0)))
@@ -198,3 +220,10 @@ def test_bag_eval_refuses_a_bag_without_clouds(tmp_path: Path, capsys: pytest.Ca
         writer.write(conn, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"))
     assert main(["bag", "eval", str(tmp_path / "b"), "--model", "none", "--out", str(tmp_path / "e")]) == 2
     assert "no sensor_msgs/msg/PointCloud2 topic" in capsys.readouterr().err
+
+
+def test_cli_keyframe_default_is_the_pipelines() -> None:
+    """dlc bag eval states the default without importing the pipeline; it must be the pipeline's own."""
+    from dlc_ros import cli
+
+    assert cli.KEYFRAME_DISTANCE == PipelineConfig().keyframe_distance

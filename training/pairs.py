@@ -31,7 +31,8 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         icp = scan_icp(args.icp, args.icp_max_dist, args.icp_min_dist, args.icp_iters)
     except InputError as exc:
         raise InputError(f"ICP option: {exc}") from None
-    return PipelineConfig(passes=args.iters, icp=icp, min_fitness=args.min_fitness, fallback=args.fallback)
+    return PipelineConfig(passes=args.iters, icp=icp, min_fitness=args.min_fitness, fallback=args.fallback,
+                          keyframe_distance=getattr(args, "keyframe_distance", PipelineConfig.keyframe_distance))  # fmt: skip
 
 
 def build_registrar(args: argparse.Namespace) -> ScanRegistrar:
