@@ -13,7 +13,7 @@ and the wait for the worker. When scans are dropped the node registers wider gap
 pairs, fallbacks), so its registration time is compared with the offline one as well.
 
     .venv/bin/python bench/ros_latency.py [--frames 200] [--rate 10] [--model models/lidar_dlc|none]
-        [--qos reliable|best_effort] [--transport DEFAULT|UDPv4|SHM|LARGE_DATA] [--out bench/results/ros_latency.json]
+        [--keyframe-distance M] [--qos reliable|best_effort] [--transport DEFAULT|UDPv4|SHM|LARGE_DATA] [--out bench/results/ros_latency.json]
 
 The transport is Fast DDS's FASTDDS_BUILTIN_TRANSPORTS for both processes (DEFAULT = UDPv4 + shared memory).
 Discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a ROS_DOMAIN_ID of this run's own).
@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="none", help="model folder for the node, or 'none' (ICP alone; default)")
     p.add_argument("--bag", default=None, help="bag to play (default: kitti_mini sequence --sequence, converted now)")
     p.add_argument("--sequence", default="02", help="kitti_mini sequence to convert (default 02)")
+    p.add_argument("--keyframe-distance", type=float, default=None, help="the node's keyframe_distance (default: its own)")
     p.add_argument("--qos", default="reliable", choices=("reliable", "best_effort"), help="input QoS (both sides)")
     p.add_argument("--transport", default="DEFAULT", choices=("DEFAULT", "UDPv4", "SHM", "LARGE_DATA"))
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "ros_latency.json"))
@@ -83,13 +84,21 @@ def ping_pong(frames: int, scans: int) -> list[int]:
     return [abs((i + scans - 1) % period - (scans - 1)) for i in range(frames)]
 
 
-def offline_ms(clouds: list, order: list[int], model: str) -> list[float]:
-    """Milliseconds per Odometry.step of the same frames with the node's default pipeline settings."""
+def node_parameters(args: argparse.Namespace) -> dict:
+    """The parameters this run sets on the node (the rest keep the node's defaults)."""
+    chosen = {"model_path": args.model, "points_topic": TOPIC, "qos_reliability": args.qos, "diagnostics_period": 1.0}
+    if args.keyframe_distance is not None:
+        chosen["keyframe_distance"] = args.keyframe_distance
+    return chosen
+
+
+def offline_ms(clouds: list, order: list[int], params: dict) -> list[float]:
+    """Milliseconds per Odometry.step of the same frames with the node's pipeline settings."""
     from dlc_core.odometry import Odometry
     from dlc_ros.pointcloud2 import decode_cloud
     from dlc_ros.registration_node import PARAMETERS, build_registrar, warm_up
 
-    registrar, _ = build_registrar({**{p.name: p.default for p in PARAMETERS}, "model_path": model})
+    registrar, _ = build_registrar({**{p.name: p.default for p in PARAMETERS}, **params})
     warm_up(registrar)
     odometry, points, times = Odometry(registrar), [decode_cloud(c).points for c in clouds], []
     for k, frame in enumerate(order):
@@ -99,9 +108,8 @@ def offline_ms(clouds: list, order: list[int], model: str) -> list[float]:
     return times[1:]  # the first scan has no registration
 
 
-def run_node(args: argparse.Namespace, log: Path) -> subprocess.Popen:
-    """registration_node in its own process, on TOPIC with the chosen QoS."""
-    params = {"model_path": args.model, "points_topic": TOPIC, "qos_reliability": args.qos, "diagnostics_period": 1.0}
+def run_node(params: dict, log: Path) -> subprocess.Popen:
+    """registration_node in its own process with these parameters."""
     ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "dlc_ros.registration_node", "--ros-args", *ros_args],
@@ -176,6 +184,7 @@ def main() -> int:
     if args.transport != "DEFAULT":
         os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = args.transport
     from dlc_core.atomic import write_json
+    from dlc_ros.registration_node import PIPELINE
     from training.common import machine, now_iso
 
     load = os.getloadavg()
@@ -183,9 +192,10 @@ def main() -> int:
         clouds, source = load_clouds(args, Path(tmp))
         order = ping_pong(args.frames, len(clouds))
         print(f"offline: {len(order)} frames of {source} through the pipeline", flush=True)
-        offline = offline_ms(clouds, order, args.model)
+        params = node_parameters(args)
+        offline = offline_ms(clouds, order, params)
         print(f"ROS: publishing {len(order)} frames at {args.rate:g} Hz to registration_node", flush=True)
-        node = run_node(args, Path(tmp) / "node.log")
+        node = run_node(params, Path(tmp) / "node.log")
         try:
             result = measure(args, clouds, order, node)
         finally:
@@ -197,6 +207,7 @@ def main() -> int:
     report = {
         "benchmark": "ros_latency", "command": " ".join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(), "load_average_1_5_15": [round(x, 2) for x in load], "model": args.model, "data": source,
+        "node_parameters": params, "keyframe_distance_m": params.get("keyframe_distance", PIPELINE.keyframe_distance),
         "rate_hz": args.rate, "frames_published": result["sent"], "frames_received": len(result["latency"]),
         "dropped_share": round(1 - len(result["latency"]) / max(1, result["sent"]), 4), "latency_ms": latency,
         "offline_ms": offline_stats, "node_registration_ms_p50": node_ms,
