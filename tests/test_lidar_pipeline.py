@@ -144,6 +144,25 @@ def test_odometry_registers_onto_a_keyframe_until_it_moved_far_enough(shared_dat
     assert ate_rmse(np.array(odometry.poses), gt) < 0.1
 
 
+def test_an_isolated_pair_falls_back_unless_confident_and_a_streamed_one_only_when_it_fails(seq10: KittiSequence) -> None:
+    """A real scan onto itself with a wedge of the target cut away: the right answer (identity) fits only the part
+    that is left. Cut 130 deg, the fit is below prior_fitness but above min_fitness: an isolated pair also tries the
+    global registration, a streamed pair (prior given) does not; cut 60 deg, the isolated pair is confident."""
+    scan = seq10.scan(0)[:, :3]
+    angle = np.degrees(np.arctan2(scan[:, 1], scan[:, 0]))
+    registrar = ScanRegistrar(ScanPreprocess(), PipelineConfig())
+    source = registrar.prepare(scan)
+    for cut, isolated_falls_back in ((130, True), (60, False)):
+        target = registrar.prepare(scan[~((angle > 0) & (angle < cut))])
+        isolated = registrar.register(source, target)
+        streamed = registrar.register(source, target, init=np.eye(4))
+        config = registrar.config
+        assert (config.min_fitness <= isolated.fitness < config.prior_fitness) == isolated_falls_back
+        assert ("global" in isolated.timings_ms) == isolated_falls_back
+        assert "global" not in streamed.timings_ms and streamed.fitness >= config.min_fitness
+        assert rte(isolated.transform[None, :3, 3], np.zeros((1, 3)))[0] < 0.05  # still the identity
+
+
 def test_untrained_network_runs_and_reports_a_status(seq10: KittiSequence) -> None:
     reg = tiny_registrar()
     result = reg.register(reg.prepare(seq10.scan(1)), reg.prepare(seq10.scan(0)))
