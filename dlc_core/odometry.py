@@ -64,7 +64,7 @@ class Odometry:
         config = self.registrar.config
         moved = np.linalg.norm(pair.transform[:3, 3]) >= config.keyframe_distance
         turned = np.degrees(Rotation.from_matrix(pair.transform[:3, :3]).magnitude()) >= config.keyframe_angle_deg
-        return moved or turned or pair.fitness < config.prior_fitness
+        return bool(moved or turned or pair.fitness < config.prior_fitness)
 
     def reset(self) -> None:
         """Start a new trajectory at the next scan (e.g. on a service call, or when a bag loops)."""

@@ -135,6 +135,7 @@ def test_odometry_registers_onto_a_keyframe_until_it_moved_far_enough(shared_dat
         if np.linalg.norm(seq.relative(key, k)[:3, 3]) >= 4.0:
             expected.append(key := k)
     assert [k for k, s in enumerate(steps) if s.keyframe] == expected and 3 <= len(expected) < len(seq)
+    assert all(type(s.keyframe) is bool for s in steps)  # results files serialise it
     for k in range(1, len(seq)):
         key = max(j for j in expected if j < k)
         assert steps[k].pair.status == "prior"
