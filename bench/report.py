@@ -63,13 +63,22 @@ def step_cost_table() -> list[str]:
     return lines + ["", provenance(r), ""]
 
 
+def augmentation(budget: dict) -> str:
+    """', shifts <= 2 px, rotations <= 10 deg, zoom +-10%' where the results record more than shifts."""
+    a = budget.get("augment", {})
+    if not a.get("rotate") and not a.get("zoom"):
+        return ""
+    return f", shifts ≤ {a['shift']} px, rotations ≤ {a['rotate']:g}°, zoom ± {100 * a['zoom']:g}%"
+
+
 def lstm_table(name: str) -> list[str]:
     r = load(name)
     if r is None:
         return []
     b = r["budget"]
     lines = [f"**LSTM on {b['mode']}-by-{b['mode']} MNIST** — {b['epochs']} epochs ({b['steps']} steps of batch "
-             f"{b['batch_size']}), hidden {b['config']['hidden']}, seeds {', '.join(map(str, b['seeds']))}; {r['data']}.", "",
+             f"{b['batch_size']}), hidden {b['config']['hidden']}{augmentation(b)}, seeds {', '.join(map(str, b['seeds']))}; "
+             f"{r['data']}.", "",
              "| arm | test accuracy (10k digits) | validation accuracy | per seed (test) |", "|---|---|---|---|"]  # fmt: skip
     for s in r["summary"]:
         seeds = ", ".join(f"{100 * x['accuracy']:.2f}" for x in r["runs"] if x["arm"] == s["arm"])
@@ -103,6 +112,14 @@ def lidar_pairs_table() -> list[str]:
     return lines + [provenance(r), ""]
 
 
+def odometry_mode(run: dict) -> str:
+    """', scan-to-scan' or ', keyframes 3 m' for our runs (results from before keyframes have no such key)."""
+    distance = run.get("keyframe_distance")
+    if distance is None:
+        return ""
+    return ", scan-to-scan" if distance == 0 else f", keyframes {distance:g} m"
+
+
 def lidar_odometry_table(name: str, title: str) -> list[str]:
     r = load(name)
     if r is None:
@@ -115,7 +132,7 @@ def lidar_odometry_table(name: str, title: str) -> list[str]:
              "| sequence | method | frames | RTE mean (cm) | RRE mean (deg) | ATE (m) | t_err (%) | r_err (deg/100 m) | "
              "median ms | p95 ms | peak MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for x in r["runs"]:
-        lines.append(f"| {x['sequence']} | {label(x['method'])} | {x['frames']} | {cell(x['rte_m_mean'], '.1f', 100)} | "
+        lines.append(f"| {x['sequence']} | {label(x['method'])}{odometry_mode(x)} | {x['frames']} | {cell(x['rte_m_mean'], '.1f', 100)} | "
                      f"{cell(x['rre_deg_mean'], '.3f')} | {cell(x['ate_m'], '.2f')} | {cell(x['t_err_pct'], '.2f')} | "
                      f"{cell(x['r_err_deg_per_100m'], '.2f')} | {x['time_ms']['median']:.0f} | {x['time_ms']['p95']:.0f} | "
                      f"{x['peak_rss_mb']:.0f} |")  # fmt: skip
@@ -130,6 +147,8 @@ def main() -> None:
     out += registration_table("prnet_partial", "PRNet vs DLC+PRNet, trained partial-to-partial")
     out += lstm_table("lstm_pixel")
     out += lstm_table("lstm_row")
+    out += lstm_table("lstm_pixel_aug10")
+    out += lstm_table("lstm_pixel_aug15")
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")
