@@ -30,9 +30,10 @@ EXIT_SKIPPED = 1
 
 
 def replay(bag_path: Path, registrar, topic: str | None) -> dict:
-    """Run the odometry over every cloud of the bag; per-frame stamps, poses, times, statuses, and skips."""
+    """Run the odometry over every cloud of the bag; per-frame stamps, poses, times, statuses, skips, and the
+    number of keyframes."""
     odometry = Odometry(registrar)
-    seconds, statuses, skips, stamps_ns = [], [], [], []
+    seconds, statuses, skips, stamps_ns, keyframes = [], [], [], [], 0
     with open_bag(bag_path) as bag:
         topic = pointcloud_topic(bag, topic)
         gt = ground_truth(bag)
@@ -49,8 +50,9 @@ def replay(bag_path: Path, registrar, topic: str | None) -> dict:
             seconds.append(time.perf_counter() - started)
             stamps_ns.append(stamp)
             statuses.append(step.pair.status if step.pair else "first")
+            keyframes += step.keyframe
     return {"topic": topic, "stamps": np.array(odometry.stamps), "stamps_ns": stamps_ns, "poses": np.array(odometry.poses).reshape(-1, 4, 4),
-            "seconds": seconds, "statuses": statuses, "skips": skips, "gt": gt}  # fmt: skip
+            "seconds": seconds, "statuses": statuses, "skips": skips, "gt": gt, "keyframes": keyframes}  # fmt: skip
 
 
 def matched_ground_truth(stamps_ns: list[int], gt: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
@@ -95,6 +97,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "task": "odometry", "model": args.model, "data": str(args.bag), "topic": run["topic"], "command": args.command,
         "frames": len(poses), "skipped": len(run["skips"]), "skipped_reasons": run["skips"][:20], **metrics,
         "status_rates": {s: counts[s] / max(1, len(poses) - 1) for s in ("network", "prior", "fallback", "failed")},
+        "keyframe_distance_m": registrar.config.keyframe_distance, "keyframes": run["keyframes"],
         "time_ms": common.time_stats_ms(run["seconds"][1:]), "dropped": 0,
         "peak_rss_mb": round(common.peak_rss_mb(), 1), "device": registrar.device.type, "machine": common.machine(),
         "date": common.now_iso(), "outputs": sorted(p.name for p in out.iterdir()),
