@@ -1,11 +1,11 @@
-"""LiDAR odometry by scan registration: each new scan is registered onto a keyframe (by default the previous
-scan: plain scan-to-scan), starting from a constant-velocity prior (the last scan-to-scan motion, scaled to the
-time since the previous scan, so a node that drops scans still predicts the right motion), and its pose is the
-keyframe's pose composed with that registration. With the pipeline's ``keyframe_distance`` > 0 the keyframe is kept until the
-vehicle has moved that far (or turned ``keyframe_angle_deg``, or the overlap falls below the registrar's
-``prior_fitness``): registration errors then add up once per keyframe instead of once per scan, a standing vehicle
-does not drift at all, and only keyframes need target-side work (normals). The same object runs in ``dlc bag
-eval`` and in the ROS node, so offline numbers are the node's numbers."""
+"""LiDAR odometry by scan registration: each new scan is registered onto a keyframe, starting from a
+constant-velocity prior (the last scan-to-scan motion, scaled to the time since the previous scan, so a node that
+drops scans still predicts the right motion), and its pose is the keyframe's pose composed with that
+registration. A scan stays the keyframe until the vehicle has moved the pipeline's ``keyframe_distance`` (or
+turned ``keyframe_angle_deg``, or the fit falls below ``prior_fitness``); 0 makes every scan the next one's
+keyframe (scan-to-scan). Registration errors then add up once per keyframe instead of once per scan, a standing
+vehicle does not drift, and only keyframes need target-side work (normals, KD-tree). The same object runs in
+``dlc bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
 
 from __future__ import annotations
 
