@@ -5,10 +5,10 @@ method, a fresh Python process reads the scans one at a time and times every odo
 the peak memory is the method's plus one scan), and reports
 mean RTE/RRE per consecutive pair, ATE, the KITTI devkit t_err/r_err when the path is long enough, the median and
 p95 time per frame and the process's peak memory. Methods: our pipeline with each --models folder ("none" = ICP
-from the constant-velocity prior only), each once per --keyframe-distances value, and KISS-ICP 1.3 (1 m voxel, no deskew, as in DECISIONS D4). Each process
+from the constant-velocity prior only), each once per --modes entry, and KISS-ICP 1.3 (1 m voxel, no deskew, as in DECISIONS D4). Each process
 runs on one thread (OMP_NUM_THREADS=1, KISS-ICP max_num_threads=1), so the comparison is per core.
 
-    python bench/lidar_odometry.py --models models/lidar_dlc,models/lidar_nodlc,none --keyframe-distances 0,3 \
+    python bench/lidar_odometry.py --models models/lidar_dlc,models/lidar_nodlc,none --modes 0:1,3:1,3:6 \
         --sim runs/sim/00,runs/sim/05
 """
 
@@ -61,14 +61,14 @@ def kiss_steps(scans: Iterator[np.ndarray]) -> tuple[list[np.ndarray], list[floa
     return poses, seconds
 
 
-def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, keyframe_distance: float
+def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, mode: tuple[float, int]
               ) -> tuple[list[np.ndarray], list[float], dict]:  # fmt: skip
     """Our odometry's poses, seconds per frame and status counts (keyframes counted as "keyframes")."""
     from dlc_core.odometry import Odometry
     from dlc_core.pipeline import PipelineConfig, ScanRegistrar
     from dlc_core.scan_preprocess import ScanPreprocess
 
-    config = PipelineConfig(keyframe_distance=keyframe_distance)
+    config = PipelineConfig(keyframe_distance=mode[0], local_map_keyframes=mode[1])
     registrar = ScanRegistrar(ScanPreprocess(), config) if model == "none" else ScanRegistrar.load(REPO / model, config)
     odometry, seconds, statuses = Odometry(registrar), [], {}
     for scan, stamp in zip(scans, stamps):
@@ -81,7 +81,7 @@ def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, keyfr
     return odometry.poses, seconds, statuses
 
 
-def measure(method: str, spec: str, kitti: str, frames: int, keyframe_distance: float) -> dict:
+def measure(method: str, spec: str, kitti: str, frames: int, mode: tuple[float, int]) -> dict:
     """One method on one sequence (run in its own process: the peak memory is this run's)."""
     seq = open_sequence(spec, kitti)
     count = min(len(seq), frames)
@@ -91,10 +91,12 @@ def measure(method: str, spec: str, kitti: str, frames: int, keyframe_distance: 
     if method == KISS:
         poses, seconds = kiss_steps(scans)
     else:
-        poses, seconds, statuses = our_steps(scans, seq.times[:count], method, keyframe_distance)
+        poses, seconds, statuses = our_steps(scans, seq.times[:count], method, mode)
     poses = np.array(poses).reshape(-1, 4, 4)
     te, re = pair_errors(poses, gt)
-    return {"method": method, "keyframe_distance": None if method == KISS else keyframe_distance, "sequence": spec, "frames": count, "rte_m_mean": float(te.mean()),
+    ours = method != KISS
+    return {"method": method, "keyframe_distance": mode[0] if ours else None,
+            "local_map_keyframes": mode[1] if ours else None, "sequence": spec, "frames": count, "rte_m_mean": float(te.mean()),
             "rre_deg_mean": float(re.mean()), "ate_m": ate_rmse(poses, gt), **devkit_errors(poses, gt),
             "time_ms": common.time_stats_ms(seconds[1:]), "peak_rss_mb": round(common.peak_rss_mb(), 1),
             "statuses": statuses}  # fmt: skip
@@ -108,29 +110,30 @@ def main() -> None:
     parser.add_argument("--sim", default="", help="comma-separated folders written by dlc sim")
     parser.add_argument("--models", default="models/lidar_dlc,models/lidar_nodlc,none")
     parser.add_argument("--frames", type=int, default=100000, help="at most this many frames per sequence")
-    parser.add_argument("--keyframe-distances", default="0,3", help="our methods run once per keyframe distance (m; "
-                        "0 = scan-to-scan), e.g. 0,3")  # fmt: skip
+    parser.add_argument("--modes", default="0:1,3:1,3:6", help="our methods run once per DISTANCE:KEYFRAMES entry "
+                        "(keyframe distance in m, 0 = scan-to-scan; keyframes in the local map, 1 = none)")  # fmt: skip
     parser.add_argument("--json", default=str(REPO / "bench/results/lidar_odometry.json"))
-    parser.add_argument("--one", nargs=3, metavar=("METHOD", "SEQUENCE", "KEYFRAME_DISTANCE"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "SEQUENCE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.kitti, args.frames, float(args.one[2]))))
+        distance, keyframes = args.one[2].split(":")
+        print(json.dumps(measure(args.one[0], args.one[1], args.kitti, args.frames, (float(distance), int(keyframes)))))
         return
     specs = [f"kitti:{s}" for s in args.sequences.split(",") if s] + [s for s in args.sim.split(",") if s]
-    distances = [float(d) for d in args.keyframe_distances.split(",")]
-    methods = [(m, d) for m in args.models.split(",") if m for d in distances] + [(KISS, 0.0)]
+    modes = [(float(d), int(k)) for d, k in (entry.split(":") for entry in args.modes.split(","))]
+    methods = [(m, mode) for m in args.models.split(",") if m for mode in modes] + [(KISS, (0.0, 1))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runs = []
     for spec in specs:
-        for method, distance in methods:
+        for method, mode in methods:
             cmd = [sys.executable, __file__, "--kitti", args.kitti, "--frames", str(args.frames), "--one", method, spec,
-                   str(distance)]  # fmt: skip
+                   f"{mode[0]}:{mode[1]}"]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
             if proc.returncode:
                 sys.exit(f"{method} on {spec} failed:\n{proc.stderr[-2000:]}")
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             r = runs[-1]
-            label = method if method == KISS else f"{method} kf {distance:g} m"
+            label = method if method == KISS else f"{method} {mode[0]:g} m x {mode[1]}"
             print(f"{spec:>16} {label:>28}  RTE {r['rte_m_mean']:.3f} m  ATE {r['ate_m']:.3f} m  "
                   f"t_err {r['t_err_pct'] if r['t_err_pct'] is None else round(r['t_err_pct'], 2)}  "
                   f"median {r['time_ms']['median']:.0f} ms  peak {r['peak_rss_mb']:.0f} MB  {r['statuses']}", flush=True)

@@ -113,11 +113,13 @@ def lidar_pairs_table() -> list[str]:
 
 
 def odometry_mode(run: dict) -> str:
-    """', scan-to-scan' or ', keyframes 3 m' for our runs (results from before keyframes have no such key)."""
-    distance = run.get("keyframe_distance")
+    """', scan-to-scan', ', keyframes 3 m' or ', local map of 6 keyframes 3 m apart' for our runs."""
+    distance, keyframes = run.get("keyframe_distance"), run.get("local_map_keyframes") or 1
     if distance is None:
         return ""
-    return ", scan-to-scan" if distance == 0 else f", keyframes {distance:g} m"
+    if distance == 0:
+        return ", scan-to-scan"
+    return f", keyframes {distance:g} m" if keyframes == 1 else f", local map of {keyframes} keyframes {distance:g} m apart"
 
 
 def lidar_odometry_table(name: str, title: str) -> list[str]:

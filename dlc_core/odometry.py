@@ -4,17 +4,22 @@ drops scans still predicts the right motion), and its pose is the keyframe's pos
 registration. A scan stays the keyframe until the vehicle has moved the pipeline's ``keyframe_distance`` (or
 turned ``keyframe_angle_deg``, or the fit falls below ``prior_fitness``); 0 makes every scan the next one's
 keyframe (scan-to-scan). Registration errors then add up once per keyframe instead of once per scan, a standing
-vehicle does not drift, and only keyframes need target-side work (normals, KD-tree). The same object runs in
-``dlc bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
+vehicle does not drift, and only keyframes need target-side work (normals, KD-tree). With ``local_map_keyframes``
+> 1 the target is a local map: the last keyframes' ICP clouds merged in the newest one's frame and voxelised again,
+so each registration leans on several earlier scans (as KISS-ICP's voxel map does). The same object runs in ``dlc
+bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .icp import Cloud
 from .pipeline import PairResult, PreparedScan, ScanRegistrar
+from .pointcloud import voxel_downsample
 
 
 @dataclass
@@ -36,9 +41,15 @@ class Odometry:
     registrar: ScanRegistrar
     poses: list[np.ndarray] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
-    _keyframe: PreparedScan | None = None
+    _keyframe: PreparedScan | None = None  # the registration target: the newest keyframe, or the local map
     _keyframe_pose: np.ndarray = field(default_factory=lambda: np.eye(4))
+    _keyframes: deque = field(default_factory=deque)  # (PreparedScan, pose) of the keyframes in the local map
     _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))  # the last scan-to-scan motion
+
+    @property
+    def target(self) -> PreparedScan | None:
+        """What the next scan is registered onto (in the newest keyframe's frame): that keyframe or the local map."""
+        return self._keyframe
 
     def step(self, points: np.ndarray, stamp: float) -> OdometryStep:
         """Add one scan (N, >=3); raises InputError for a scan that cannot be used (nothing is changed then)."""
@@ -54,10 +65,24 @@ class Odometry:
             motion = self._velocity = np.linalg.inv(self.poses[-1]) @ pose
         keyframe = pair is None or self._leaves_keyframe(pair)
         if keyframe:
-            self._keyframe, self._keyframe_pose = prepared, pose
+            self._add_keyframe(prepared, pose)
         self.poses.append(pose)
         self.stamps.append(stamp)
         return OdometryStep(pose, motion, pair, keyframe)
+
+    def _add_keyframe(self, scan: PreparedScan, pose: np.ndarray) -> None:
+        """Make `scan` the newest keyframe, and the target: alone, or merged with the keyframes before it."""
+        self._keyframes.append((scan, pose))
+        while len(self._keyframes) > self.registrar.config.local_map_keyframes:
+            self._keyframes.popleft()
+        self._keyframe, self._keyframe_pose = scan, pose
+        if len(self._keyframes) > 1:
+            to_newest, moved = np.linalg.inv(pose), []
+            for kept, kept_pose in self._keyframes:
+                relative = to_newest @ kept_pose
+                moved.append(kept.icp.points @ relative[:3, :3].T + relative[:3, 3])
+            cloud = Cloud(voxel_downsample(np.vstack(moved), scan.preprocess.icp_voxel), "local map")
+            self._keyframe = PreparedScan(cloud, scan.icp_source, scan.xyz, scan.preprocess)
 
     def _leaves_keyframe(self, pair: PairResult) -> bool:
         """Whether the scan just registered becomes the next keyframe."""
@@ -71,6 +96,7 @@ class Odometry:
         self.poses.clear()
         self.stamps.clear()
         self._keyframe, self._keyframe_pose, self._velocity = None, np.eye(4), np.eye(4)
+        self._keyframes.clear()
 
 
 MAX_EXTRAPOLATION = 10.0  # a gap longer than this many times the last one says little about the motion

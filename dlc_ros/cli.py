@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
-KEYFRAME_DISTANCE = 3.0  # dlc_core.pipeline.PipelineConfig's default (not imported here: it pulls in torch)
+KEYFRAME_DISTANCE, LOCAL_MAP_KEYFRAMES = 3.0, 6  # PipelineConfig's defaults (not imported here: it pulls in torch)
 
 
 def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
@@ -313,6 +313,9 @@ def _add_bag(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--keyframe-distance", type=_float_in(0.0, 100.0), default=KEYFRAME_DISTANCE,
                    help=f"odometry: register onto a keyframe until moved this far (m; 0 = scan-to-scan; default "
                    f"{KEYFRAME_DISTANCE:g})")  # fmt: skip
+    p.add_argument("--local-map-keyframes", type=_positive_int, default=LOCAL_MAP_KEYFRAMES,
+                   help=f"odometry: register onto this many keyframes merged (1 = the newest alone; default "
+                   f"{LOCAL_MAP_KEYFRAMES})")  # fmt: skip
     _add_common(p)
     p.set_defaults(handler=_lazy("dlc_ros.bag_eval", "evaluate"))
     p = _parser(sub, "play", "Publish a bag into the live ROS graph (a stand-in for ros2 bag play), after subscribers appear.",

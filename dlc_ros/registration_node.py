@@ -105,6 +105,8 @@ PARAMETERS = (
           "CPU)"),  # fmt: skip
     Param("keyframe_distance", PIPELINE.keyframe_distance, "odometry: scans register onto a keyframe until the "
           "vehicle has moved this far (m) or turned 10 deg; 0 = onto the previous scan", bounds=(0.0, 100.0)),  # fmt: skip
+    Param("local_map_keyframes", PIPELINE.local_map_keyframes, "odometry: register onto the last this-many keyframes "
+          "merged into a local map; 1 = onto the newest keyframe alone", bounds=(1, 50)),  # fmt: skip
     Param("num_threads", 0, "CPU threads for torch and GICP; 0 = all cores", bounds=(0, 256)),
     Param("max_points", 1_000_000, "refuse clouds with more points than this", bounds=(1_000, 10_000_000)),
     Param("path_max_poses", 1_000, "poses in the published path, the latest; 0 = all (each message carries them "
@@ -136,7 +138,8 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],
-                          fallback=values["fallback"], keyframe_distance=values["keyframe_distance"])  # fmt: skip
+                          fallback=values["fallback"], keyframe_distance=values["keyframe_distance"],
+                          local_map_keyframes=values["local_map_keyframes"])  # fmt: skip
 
 
 def build_registrar(values: dict[str, Any]) -> tuple[ScanRegistrar, str]:

@@ -19,6 +19,7 @@ from dlc_core.metrics import rre_deg, rte
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
 from dlc_core.odometry import MAX_EXTRAPOLATION, Odometry, scale_motion
 from dlc_core.pipeline import STATUSES, PipelineConfig, ScanRegistrar
+from dlc_core.pointcloud import voxel_downsample
 from dlc_core.scan_preprocess import ScanPreprocess, crop, network_candidates, network_sample
 from dlc_ros.bag_io import convert_sequence
 from dlc_ros.cli import main
@@ -145,6 +146,32 @@ def test_odometry_registers_onto_a_keyframe_until_it_moved_far_enough(shared_dat
     assert ate_rmse(np.array(odometry.poses), gt) < 0.1
 
 
+def test_the_local_map_holds_the_last_keyframes_in_the_newest_ones_frame(shared_data: Path) -> None:
+    """Every frame a keyframe (0.5 m), a local map of 2: after frames 0, 1, 2 the target holds the ICP clouds of
+    frames 1 and 2 moved into frame 2 by the odometry's own poses, voxelised again (every point within a voxel
+    diagonal of a map point, fewer points than both clouds), and nothing of frame 0; with a map of 1 the target is
+    the newest keyframe itself."""
+    seq = KittiSequence.open(shared_data / "kitti_mini", "02", "poses.txt")
+    config = replace(FAST, keyframe_distance=0.5, local_map_keyframes=2)
+    odometry = Odometry(ScanRegistrar(ScanPreprocess(), config))
+    clouds = []
+    for k in range(3):
+        assert odometry.step(seq.scan(k), float(seq.times[k])).keyframe
+        clouds.append(odometry.registrar.prepare(seq.scan(k)).icp.points)
+    target, poses = odometry.target.icp, odometry.poses
+    diagonal = ScanPreprocess().icp_voxel * np.sqrt(3)
+    moved = []
+    for k in (1, 2):
+        relative = np.linalg.inv(poses[2]) @ poses[k]
+        moved.append(clouds[k] @ relative[:3, :3].T + relative[:3, 3])
+        assert target.kdtree().query(moved[-1])[0].max() <= diagonal
+    assert len(target) == len(voxel_downsample(np.vstack(moved), ScanPreprocess().icp_voxel))  # frame 0 left out
+    assert max(len(c) for c in clouds[1:]) < len(target) < len(clouds[1]) + len(clouds[2])
+    alone = Odometry(ScanRegistrar(ScanPreprocess(), replace(config, local_map_keyframes=1)))
+    alone.step(seq.scan(0), 0.0)
+    assert np.array_equal(alone.target.icp.points, clouds[0])
+
+
 def test_an_isolated_pair_falls_back_unless_confident_and_a_streamed_one_only_when_it_fails(seq10: KittiSequence) -> None:
     """A real scan onto itself with a wedge of the target cut away: the right answer (identity) fits only the part
     that is left. Cut 130 deg, the fit is below prior_fitness but above min_fitness: an isolated pair also tries the
@@ -248,3 +275,4 @@ def test_cli_keyframe_default_is_the_pipelines() -> None:
     from dlc_ros import cli
 
     assert cli.KEYFRAME_DISTANCE == PipelineConfig().keyframe_distance
+    assert cli.LOCAL_MAP_KEYFRAMES == PipelineConfig().local_map_keyframes

@@ -32,7 +32,8 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP option: {exc}") from None
     return PipelineConfig(passes=args.iters, icp=icp, min_fitness=args.min_fitness, fallback=args.fallback,
-                          keyframe_distance=getattr(args, "keyframe_distance", PipelineConfig.keyframe_distance))  # fmt: skip
+                          keyframe_distance=getattr(args, "keyframe_distance", PipelineConfig.keyframe_distance),
+                          local_map_keyframes=getattr(args, "local_map_keyframes", PipelineConfig.local_map_keyframes))  # fmt: skip
 
 
 def build_registrar(args: argparse.Namespace) -> ScanRegistrar:
