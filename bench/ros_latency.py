@@ -208,6 +208,7 @@ def main() -> int:
         "benchmark": "ros_latency", "command": " ".join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(), "load_average_1_5_15": [round(x, 2) for x in load], "model": args.model, "data": source,
         "node_parameters": params, "keyframe_distance_m": params.get("keyframe_distance", PIPELINE.keyframe_distance),
+        "local_map_keyframes": PIPELINE.local_map_keyframes,
         "rate_hz": args.rate, "frames_published": result["sent"], "frames_received": len(result["latency"]),
         "dropped_share": round(1 - len(result["latency"]) / max(1, result["sent"]), 4), "latency_ms": latency,
         "offline_ms": offline_stats, "node_registration_ms_p50": node_ms,
