@@ -34,8 +34,8 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
         sys.exit(f"{folder} holds a run with other options than {asked}: use another --name")
     if card.get("train", {}).get("epochs", 0) < args.epochs:
         cmd = [*DLC, "train", "lstm", "--data", args.data, "--mode", args.mode, "--out", str(folder),
-               "--epochs", str(args.epochs), "--hidden", str(args.hidden), "--rotate", str(args.rotate), "--zoom", str(args.zoom),
-               *ARMS[arm], "--seed", str(seed)]  # fmt: skip
+               "--epochs", str(args.epochs), "--hidden", str(args.hidden), "--rotate", str(args.rotate),
+               "--zoom", str(args.zoom), *ARMS[arm], "--seed", str(seed)]  # fmt: skip
         run(cmd + (["--resume"] if state.is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card

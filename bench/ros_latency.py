@@ -92,13 +92,20 @@ def node_parameters(args: argparse.Namespace) -> dict:
     return chosen
 
 
-def offline_ms(clouds: list, order: list[int], params: dict) -> list[float]:
-    """Milliseconds per Odometry.step of the same frames with the node's pipeline settings."""
+def node_settings(params: dict) -> dict:
+    """Every node parameter in effect: its defaults with `params` over them."""
+    from dlc_ros.registration_node import PARAMETERS
+
+    return {**{p.name: p.default for p in PARAMETERS}, **params}
+
+
+def offline_ms(clouds: list, order: list[int], settings: dict) -> list[float]:
+    """Milliseconds per Odometry.step of the same frames with the node's settings."""
     from dlc_core.odometry import Odometry
     from dlc_ros.pointcloud2 import decode_cloud
-    from dlc_ros.registration_node import PARAMETERS, build_registrar, warm_up
+    from dlc_ros.registration_node import build_registrar, warm_up
 
-    registrar, _ = build_registrar({**{p.name: p.default for p in PARAMETERS}, **params})
+    registrar, _ = build_registrar(settings)
     warm_up(registrar)
     odometry, points, times = Odometry(registrar), [decode_cloud(c).points for c in clouds], []
     for k, frame in enumerate(order):
@@ -184,7 +191,6 @@ def main() -> int:
     if args.transport != "DEFAULT":
         os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = args.transport
     from dlc_core.atomic import write_json
-    from dlc_ros.registration_node import PIPELINE
     from training.common import machine, now_iso
 
     load = os.getloadavg()
@@ -193,7 +199,8 @@ def main() -> int:
         order = ping_pong(args.frames, len(clouds))
         print(f"offline: {len(order)} frames of {source} through the pipeline", flush=True)
         params = node_parameters(args)
-        offline = offline_ms(clouds, order, params)
+        settings = node_settings(params)
+        offline = offline_ms(clouds, order, settings)
         print(f"ROS: publishing {len(order)} frames at {args.rate:g} Hz to registration_node", flush=True)
         node = run_node(params, Path(tmp) / "node.log")
         try:
@@ -207,8 +214,8 @@ def main() -> int:
     report = {
         "benchmark": "ros_latency", "command": " ".join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(), "load_average_1_5_15": [round(x, 2) for x in load], "model": args.model, "data": source,
-        "node_parameters": params, "keyframe_distance_m": params.get("keyframe_distance", PIPELINE.keyframe_distance),
-        "local_map_keyframes": PIPELINE.local_map_keyframes,
+        "node_parameters": params, "keyframe_distance_m": settings["keyframe_distance"],
+        "local_map_keyframes": settings["local_map_keyframes"],
         "rate_hz": args.rate, "frames_published": result["sent"], "frames_received": len(result["latency"]),
         "dropped_share": round(1 - len(result["latency"]) / max(1, result["sent"]), 4), "latency_ms": latency,
         "offline_ms": offline_stats, "node_registration_ms_p50": node_ms,

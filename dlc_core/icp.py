@@ -35,7 +35,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .pointcloud import check_cloud, voxel_downsample
+from .pointcloud import check_cloud, transform_cloud, voxel_downsample
 
 METHODS = ("point-to-point", "point-to-plane", "gicp")
 
@@ -218,8 +218,7 @@ def score(source: Cloud, target: Cloud, transform: np.ndarray, gate: float) -> t
 
 
 def _alignment(source: np.ndarray, target_tree: cKDTree, transform: np.ndarray, gate: float) -> tuple[float, float]:
-    moved = source @ transform[:3, :3].T + transform[:3, 3]
-    distances, _ = target_tree.query(moved, distance_upper_bound=gate)
+    distances, _ = target_tree.query(transform_cloud(source, transform), distance_upper_bound=gate)
     inliers = distances[np.isfinite(distances)]
     if inliers.size == 0:
         return 0.0, 0.0

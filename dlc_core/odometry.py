@@ -12,14 +12,14 @@ bag eval`` and in the ROS node, so offline numbers are the node's numbers."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .icp import Cloud
 from .pipeline import PairResult, PreparedScan, ScanRegistrar
-from .pointcloud import voxel_downsample
+from .pointcloud import transform_cloud, voxel_downsample
 
 
 @dataclass
@@ -41,27 +41,27 @@ class Odometry:
     registrar: ScanRegistrar
     poses: list[np.ndarray] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
-    _keyframe: PreparedScan | None = None  # the registration target: the newest keyframe, or the local map
-    _keyframe_pose: np.ndarray = field(default_factory=lambda: np.eye(4))
     _keyframes: deque = field(default_factory=deque)  # (PreparedScan, pose) of the keyframes in the local map
+    _target: PreparedScan | None = None  # the newest keyframe, or the local map in its frame
     _velocity: np.ndarray = field(default_factory=lambda: np.eye(4))  # the last scan-to-scan motion
 
     @property
     def target(self) -> PreparedScan | None:
         """What the next scan is registered onto (in the newest keyframe's frame): that keyframe or the local map."""
-        return self._keyframe
+        return self._target
 
     def step(self, points: np.ndarray, stamp: float) -> OdometryStep:
         """Add one scan (N, >=3); raises InputError for a scan that cannot be used (nothing is changed then)."""
         prepared = self.registrar.prepare(points, name=f"scan at t={stamp:.3f}")
-        if self._keyframe is None:
+        if self._target is None:
             pose, motion, pair = np.eye(4), None, None
         else:
+            keyframe_pose = self._keyframes[-1][1]
             dt = stamp - self.stamps[-1]
             last_dt = self.stamps[-1] - self.stamps[-2] if len(self.stamps) > 1 else 0.0  # the time _velocity took
             predicted = self.poses[-1] @ scale_motion(self._velocity, dt / last_dt if last_dt > 0 and dt > 0 else 1.0)
-            pair = self.registrar.register(prepared, self._keyframe, init=np.linalg.inv(self._keyframe_pose) @ predicted)
-            pose = self._keyframe_pose @ pair.transform
+            pair = self.registrar.register(prepared, self._target, init=np.linalg.inv(keyframe_pose) @ predicted)
+            pose = keyframe_pose @ pair.transform
             motion = self._velocity = np.linalg.inv(self.poses[-1]) @ pose
         keyframe = pair is None or self._leaves_keyframe(pair)
         if keyframe:
@@ -75,14 +75,11 @@ class Odometry:
         self._keyframes.append((scan, pose))
         while len(self._keyframes) > self.registrar.config.local_map_keyframes:
             self._keyframes.popleft()
-        self._keyframe, self._keyframe_pose = scan, pose
+        self._target = scan
         if len(self._keyframes) > 1:
-            to_newest, moved = np.linalg.inv(pose), []
-            for kept, kept_pose in self._keyframes:
-                relative = to_newest @ kept_pose
-                moved.append(kept.icp.points @ relative[:3, :3].T + relative[:3, 3])
-            cloud = Cloud(voxel_downsample(np.vstack(moved), scan.preprocess.icp_voxel), "local map")
-            self._keyframe = PreparedScan(cloud, scan.icp_source, scan.xyz, scan.preprocess)
+            to_newest = np.linalg.inv(pose)
+            merged = np.vstack([transform_cloud(kept.icp.points, to_newest @ at) for kept, at in self._keyframes])
+            self._target = replace(scan, icp=Cloud(voxel_downsample(merged, scan.preprocess.icp_voxel), "local map"))
 
     def _leaves_keyframe(self, pair: PairResult) -> bool:
         """Whether the scan just registered becomes the next keyframe."""
@@ -95,8 +92,8 @@ class Odometry:
         """Start a new trajectory at the next scan (e.g. on a service call, or when a bag loops)."""
         self.poses.clear()
         self.stamps.clear()
-        self._keyframe, self._keyframe_pose, self._velocity = None, np.eye(4), np.eye(4)
         self._keyframes.clear()
+        self._target, self._velocity = None, np.eye(4)
 
 
 MAX_EXTRAPOLATION = 10.0  # a gap longer than this many times the last one says little about the motion

@@ -30,6 +30,11 @@ def check_cloud(points: np.ndarray, name: str, min_points: int = 3) -> np.ndarra
     return array
 
 
+def transform_cloud(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points (N, 3) moved by a 4x4 rigid transform."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     """Centroids of the occupied cells of a voxel grid anchored at the origin, in the order of their cell keys (the
     points themselves when voxel_size is 0).

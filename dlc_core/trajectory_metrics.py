@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from .atomic import atomic_path
 from .metrics import rre_deg, rte
+from .pointcloud import transform_cloud
 
 DEVKIT_LENGTHS = (100, 200, 300, 400, 500, 600, 700, 800)
 DEVKIT_STEP = 10
@@ -72,7 +73,7 @@ def umeyama_se3(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def ate_rmse(pred: np.ndarray, gt: np.ndarray) -> float:
     """Absolute trajectory error: RMSE of positions after the best SE(3) alignment of prediction onto truth."""
     align = umeyama_se3(pred[:, :3, 3], gt[:, :3, 3])
-    moved = pred[:, :3, 3] @ align[:3, :3].T + align[:3, 3]
+    moved = transform_cloud(pred[:, :3, 3], align)
     return float(np.sqrt(np.mean(np.sum((moved - gt[:, :3, 3]) ** 2, axis=1))))
 
 

@@ -50,6 +50,7 @@ from dlc_core.errors import InputError
 from dlc_core.icp import METHODS
 from dlc_core.odometry import Odometry
 from dlc_core.pipeline import PipelineConfig, ScanRegistrar, scan_icp
+from dlc_core.pointcloud import transform_cloud
 from dlc_core.scan_preprocess import ScanPreprocess
 from dlc_core.trajectory_metrics import write_kitti, write_tum
 
@@ -510,7 +511,7 @@ class RegistrationNode(Node):
         path.header.stamp, path.header.frame_id = self._path[-1].header.stamp, odom_frame
         self._path_pub.publish(path)
         if self.get_parameter("publish_registered_cloud").value:
-            moved = scan.points @ pose[:3, :3].T + pose[:3, 3]
+            moved = transform_cloud(scan.points, pose)
             self._cloud_pub.publish(xyz_to_cloud(moved, scan.intensity, odom_frame, scan.stamp))
 
     # -- diagnostics

@@ -2,12 +2,11 @@
 
 Training is a plain loop over epochs and batches (Adam, cosine learning-rate decay over the planned steps,
 gradient clipping, optional random rotations and zooms (--rotate, --zoom) followed by random whole-pixel shifts of
-up to --shift pixels). With DLC the hinges of the classification
-chart (dlc_core.classification_objective) are added to the cross-entropy through the same DLCLoss the
-registration trainer uses; the no-DLC twin is the same run without them. A stratified tenth of the training
-digits (the same for every seed) is held out for validation; after every epoch the model is validated and written
-atomically with its card, and the full state is written for --resume. The model kept is the one at the end of the
-budget, as for registration.
+up to --shift pixels). With DLC the hinges of the classification chart (dlc_core.classification_objective) are
+added to the cross-entropy through the same DLCLoss the registration trainer uses; the no-DLC twin is the same run
+without them. A stratified tenth of the training digits (the same for every seed) is held out for validation;
+after every epoch the model is validated and written atomically with its card, and the full state is written for
+--resume. The model kept is the one at the end of the budget, as for registration.
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ from .registration import dlc_config
 SPLIT_SEED = 0  # the validation digits are the same for every seed and arm
 EVAL_BATCH = 1000
 RESUME_KEYS = (
-    "data", "mode", "hidden", "dlc", "batch_size", "seed", "lr", "weight_decay", "val_fraction", "shift", "rotate", "zoom", "K", "beta",
-    "alpha", "mu", "agg", "terms", "trainable", "noise_sigma",
+    "data", "mode", "hidden", "dlc", "batch_size", "seed", "lr", "weight_decay", "val_fraction", "shift", "rotate",
+    "zoom", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "noise_sigma",
 )  # fmt: skip
 
 
@@ -142,7 +141,8 @@ def _card(args: argparse.Namespace, t: common.Training, metrics: dict, split: di
         "train": {
             "data": args.data, **split, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
             "optimizer": "adam", "lr": args.lr, "schedule": "cosine", "weight_decay": args.weight_decay,
-            "grad_clip": args.grad_clip, "shift": args.shift, "rotate": args.rotate, "zoom": args.zoom, "seed": args.seed, "command": args.command,
+            "grad_clip": args.grad_clip, "shift": args.shift, "rotate": args.rotate, "zoom": args.zoom,
+            "seed": args.seed, "command": args.command,
             "git_commit": common.git_commit(), "torch": torch.__version__, "device": device.type,
             "world_size": args.nproc, "wall_s": round(t.wall_s, 1), "date": common.now_iso(),
         },

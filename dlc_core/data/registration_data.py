@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..pointcloud import transform_cloud
 from . import bunny, modelnet, shapes
 from .registration_pairs import PairDataset, PairOptions
 
@@ -124,7 +125,7 @@ def bunny_base_pairs(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     bases = []
     for target_name, source_name in bunny.BUNNY_PAIRS:
         g = bunny.pair_transform(poses, target_name, source_name)
-        source = scans[source_name] @ g[:3, :3].T + g[:3, 3]
+        source = transform_cloud(scans[source_name], g)
         target = scans[target_name]
         centre = target.mean(0)
         scale = 1.0 / np.linalg.norm(target - centre, axis=1).max()
