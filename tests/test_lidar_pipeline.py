@@ -238,6 +238,7 @@ def test_bag_eval_cli(bag: Path, tmp_path: Path) -> None:
     r = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert r["frames"] == 4 and r["skipped"] == 0 and r["rte_m_mean"] < 0.05 and r["ate_m"] < 0.05
     assert r["keyframe_distance_m"] == PipelineConfig().keyframe_distance and r["keyframes"] == 1  # 4 frames, 0.5 m
+    assert r["local_map_keyframes"] == PipelineConfig().local_map_keyframes
     assert r["t_err_pct"] is None and "100 m" in r["reason"]
     assert {"poses_kitti.txt", "poses_tum.txt", "trajectory.png", "errors.png"} <= set(r["outputs"])
     assert np.loadtxt(tmp_path / "e" / "poses_kitti.txt").shape == (4, 12)
