@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DLC = [str(REPO / ".venv/bin/dlc")]
+# the project's venv when there is one, else the running interpreter (a GPU machine with its own torch)
+DLC = [str(REPO / ".venv/bin/dlc")] if (REPO / ".venv/bin/dlc").is_file() else [sys.executable, "-m", "dlc_ros.cli"]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -59,13 +61,16 @@ def names(text: str, known: object, kind: str) -> list[str]:
 
 
 def train_arms(root: Path, arms: list[str], seeds: list[int], train: Callable[[str, int, Path], dict],
-               steps_key: str = "steps") -> list[dict]:  # fmt: skip
-    """Train (or finish) every arm for every seed in root/<arm>_seed<seed>; [{arm, seed, folder, card}]."""
-    runs = []
-    for seed in seeds:
-        for arm in arms:
-            folder = root / f"{arm}_seed{seed}"
-            card = train(arm, seed, folder)
-            print(f"trained {folder.name}: {card['train'][steps_key]} steps, {card['train']['wall_s']:.0f} s", flush=True)
-            runs.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
-    return runs
+               steps_key: str = "steps", parallel: bool = False) -> list[dict]:  # fmt: skip
+    """Train (or finish) every arm for every seed in root/<arm>_seed<seed>, one after another or (`parallel`) all at
+    once, e.g. sharing one GPU; [{arm, seed, folder, card}]."""
+    jobs = [(arm, seed, root / f"{arm}_seed{seed}") for seed in seeds for arm in arms]
+
+    def one(job: tuple[str, int, Path]) -> dict:
+        arm, seed, folder = job
+        card = train(arm, seed, folder)
+        print(f"trained {folder.name}: {card['train'][steps_key]} steps, {card['train']['wall_s']:.0f} s", flush=True)
+        return {"arm": arm, "seed": seed, "folder": folder, "card": card}
+
+    with ThreadPoolExecutor(len(jobs) if parallel else 1) as pool:
+        return list(pool.map(one, jobs))

@@ -6,6 +6,11 @@ Every arm is a ``dlc train homography`` run (resumed when interrupted) followed 
 test set; the results file has every run's PE and success rates, the mean ± std over seeds, and SIFT's rows.
 
     .venv/bin/python bench/homography_experiment.py --name homography --seeds 0,1,2 --regression-steps 600 --steps 600
+
+On a GPU machine, train all runs at once and evaluate later on the CPU (the evaluation reuses the trained folders):
+
+    python3 bench/homography_experiment.py --name homography --regression-steps 6000 --steps 1200 --batch-size 32 \
+        --pairs-per-epoch 3200 --device cuda --workers 2 --parallel --train-only
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     if card.get("train", {}).get("done_steps", 0) < args.regression_steps + args.steps:
         cmd = [*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
-               "--regression-steps", str(args.regression_steps), "--steps", str(args.steps), *ARMS[arm]]  # fmt: skip
+               "--regression-steps", str(args.regression_steps), "--steps", str(args.steps), *ARMS[arm],
+               "--batch-size", str(args.batch_size), "--pairs-per-epoch", str(args.pairs_per_epoch),
+               "--device", args.device, "--workers", str(args.workers)]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -60,6 +67,11 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--regression-steps", type=int, required=True)
     p.add_argument("--steps", type=int, required=True, help="feature-stage steps per arm (the shared budget)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pairs-per-epoch", type=int, default=512, help="training pairs between validations")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device")
+    p.add_argument("--workers", type=int, default=0, help="pair-making processes per training run")
+    p.add_argument("--parallel", action="store_true", help="train all arms and seeds at once (one GPU)")
     p.add_argument("--pairs", type=int, default=200, help="pairs per test set")
     p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
     p.add_argument("--runs", default="runs")
@@ -67,7 +79,8 @@ def main() -> None:
     args = p.parse_args()
     arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
-    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps")
+    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps",
+                      args.parallel)  # fmt: skip
     if args.train_only:
         return
 

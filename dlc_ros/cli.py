@@ -27,11 +27,20 @@ def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
     return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's "invalid int value: 'x'"
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _float_in(low: float, high: float) -> Callable[[str], float]:
@@ -211,6 +220,9 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="feature pyramids (Adam)")
     p.add_argument("--regression-lr", type=float, default=1e-3, help="regression network (Adam)")
     p.add_argument("--convex-weight", type=float, default=0.1, help="--no-dlc: weight of DeepLK's convex loss (0.1, MSCOCO)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="pairs from random windows of the photos, mirrored half the time (default on)")
+    p.add_argument("--workers", type=_int_at_least(0), default=0, help="processes making pairs beside the trainer (default 0: inline)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     _add_common(p)
     _add_dlc_flags(p)

@@ -28,7 +28,8 @@ from dlc_core.homography.geometry import (
 from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
 from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
-from dlc_core.homography.pairs import make_pair, map_like, read_dlk, read_grey, sample_template, split_photos
+from dlc_core.homography.pairs import (make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
+                                       split_photos)
 from dlc_core.homography.sift import nominal, sift_homography
 from dlc_ros.cli import main
 
@@ -65,9 +66,10 @@ def test_dlt_matches_opencv_and_maps_the_corners() -> None:
     np.testing.assert_allclose(project(half, point / 2).numpy() * 2, project(h, point).numpy(), rtol=1e-12)
 
 
-def test_generated_labels_map_the_template_corners_exactly(coffee: np.ndarray) -> None:
+@pytest.mark.parametrize("augment", [False, True])
+def test_generated_labels_map_the_template_corners_exactly(coffee: np.ndarray, augment: bool) -> None:
     for seed in range(5):
-        pair = make_pair(coffee, np.random.default_rng(seed))
+        pair = make_pair(coffee, np.random.default_rng(seed), augment=augment)
         x, t, c = pair["input"], pair["template"], pair["corners"].astype(int)
         assert x.shape == (192, 192) and t.shape == (128, 128)
         assert ((c - NOMINAL_CORNERS >= -32) & (c - NOMINAL_CORNERS <= 31)).all()
@@ -75,6 +77,27 @@ def test_generated_labels_map_the_template_corners_exactly(coffee: np.ndarray) -
         for (row, col), (u, v) in zip([(0, 0), (0, 127), (127, 127), (127, 0)], c):
             assert t[row, col] == pytest.approx(x[v, u], abs=1e-6)
         assert corner_error(torch.as_tensor(pair["H"])[None], torch.as_tensor(c[None], dtype=torch.float64)).item() < 1e-9
+
+
+def test_augmented_windows_are_parts_of_the_photo_and_vary() -> None:
+    photo = np.arange(60 * 80, dtype=np.float32).reshape(60, 80)  # every pixel value tells its position
+    shapes, mirrored = set(), 0
+    for seed in range(40):
+        w = random_window(photo, np.random.default_rng(seed))
+        assert 30 <= w.shape[0] <= 60 and 40 <= w.shape[1] <= 80
+        r0, c0 = divmod(int(min(w[0, 0], w[0, -1])), 80)
+        flipped = w[0, 0] > w[0, -1]
+        window = photo[r0 : r0 + w.shape[0], c0 : c0 + w.shape[1]]
+        np.testing.assert_array_equal(w, window[:, ::-1] if flipped else window)
+        shapes.add(w.shape)
+        mirrored += flipped
+    assert len(shapes) > 20 and 8 <= mirrored <= 32
+    # Without augmentation (evaluation) the input is a crop of the whole photo resized, at the first two draws.
+    image = np.random.default_rng(0).random((400, 600)).astype(np.float32)
+    rng = np.random.default_rng(7)
+    r0, c0 = rng.integers(0, 240 - 192 + 1), rng.integers(0, 320 - 192 + 1)
+    pair = make_pair(image, np.random.default_rng(7), augment=False)
+    np.testing.assert_array_equal(pair["input"], resized(image)[r0 : r0 + 192, c0 : c0 + 192])
 
 
 def test_multimodal_pairs_keep_the_geometry(coffee: np.ndarray) -> None:

@@ -44,12 +44,15 @@ def seed_everything(seed: int) -> None:
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
+    """The repository's HEAD commit; outside a git checkout (a copy of the tree on a GPU machine) $DLC_GIT_COMMIT,
+    else None."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        out = None
+    if out is not None and out.returncode == 0 and out.stdout.strip():
+        return out.stdout.strip()
+    return os.environ.get("DLC_GIT_COMMIT") or None
 
 
 def now_iso() -> str:

@@ -4,8 +4,10 @@ convex loss (the no-DLC arm), on pairs made from photos (dlc_core.homography.pai
 Training has two stages, as in DeepLK: first the regression network (smooth-L1 on the corners, --regression-steps),
 then the feature pyramids (--steps) on the LK objective at the true H summed over the 3 levels, plus either the
 DLC hinges (EntryChart, through the shared DLCLoss) or DeepLK's convexity terms — the only difference between the
-arms. All levels train together rather than stage by stage (a CPU budget). Validation: corner error of the full
-model (regression + LK) on fixed pairs from the training photos; the test photos are never seen in training.
+arms. All levels train together rather than stage by stage (a CPU budget). Training pairs come from random
+windows of the training photos (--augment, default on); --workers processes make them while the device trains.
+Validation: corner error of the full model (regression + LK) on fixed, unaugmented pairs from the training photos;
+the test photos are never seen in training.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from . import common
 from .registration import dlc_config
 
 VAL_PAIRS = 32
-RESUME_KEYS = ("images", "multimodal", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
+RESUME_KEYS = ("images", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
                "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
 
 
@@ -56,9 +58,9 @@ def model_config(args: argparse.Namespace) -> HomographyConfig:
     return HomographyConfig(channels=args.channels)
 
 
-def batches(dataset: PairDataset, batch_size: int, epoch: int) -> DataLoader:
+def batches(dataset: PairDataset, batch_size: int, epoch: int, workers: int) -> DataLoader:
     dataset.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True, num_workers=workers)
 
 
 def as_images(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,22 +102,22 @@ def feature_step(t: Training, batch: dict, args: argparse.Namespace) -> dict[str
     return {"lk_at_truth": task.item(), **stats, "loss": loss.item()}
 
 
-def validate(model: HomographyModel, pairs: list[dict]) -> dict[str, float]:
-    pe, pe_reg = estimate(model, pairs)
+def validate(model: HomographyModel, pairs: list[dict], device: torch.device) -> dict[str, float]:
+    pe, pe_reg = estimate(model, pairs, device)
     return {"val_pe_mean": float(pe.mean()), "val_pe_regression_mean": float(pe_reg.mean()),
             "val_sr3": success_rates(pe)["3"]}  # fmt: skip
 
 
-def estimate(model: HomographyModel, pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def estimate(model: HomographyModel, pairs: list[dict], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Corner errors of the full model and of its regression stage alone on labelled pairs."""
     model.eval()
-    out = model(torch.as_tensor(np.stack([p["input"] for p in pairs]))[:, None],
-                torch.as_tensor(np.stack([p["template"] for p in pairs]))[:, None])  # fmt: skip
-    corners = torch.as_tensor(np.stack([p["corners"] for p in pairs]), dtype=torch.float64)
-    return corner_error(out["h"], corners).numpy(), corner_error(out["h_regression"], corners).numpy()
+    stack = lambda key: torch.as_tensor(np.stack([p[key] for p in pairs]), device=device)  # noqa: E731
+    out = model(stack("input")[:, None], stack("template")[:, None])
+    corners = stack("corners").double()
+    return corner_error(out["h"], corners).cpu().numpy(), corner_error(out["h_regression"], corners).cpu().numpy()
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict) -> dict:
+def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device) -> dict:
     dlc_block: dict = {"enabled": False, "baseline": f"DeepLK convex loss, weight {args.convex_weight}"}
     if t.dlc is not None:
         dlc_block = {**t.dlc.config.card(), "noise": EntryChart().card()}
@@ -126,35 +128,37 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict) -> 
         "preprocess": {"input": "192x192 grey [0, 1]", "template": "128x128 grey [0, 1]", "h": "template px -> input px"},
         "dlc": dlc_block,
         "train": {
-            "images": args.images, **split, "multimodal": args.multimodal, "regression_steps": args.regression_steps,
+            "images": args.images, **split, "multimodal": args.multimodal, "augment": args.augment,
+            "regression_steps": args.regression_steps,
             "steps": args.steps, "done_steps": t.step, "batch_size": args.batch_size, "lr": args.lr,
             "regression_lr": args.regression_lr, "seed": args.seed, "command": args.command,
-            "git_commit": common.git_commit(), "torch": torch.__version__, "device": "cpu", "wall_s": round(t.wall_s, 1),
+            "git_commit": common.git_commit(), "torch": torch.__version__, "device": device.type, "wall_s": round(t.wall_s, 1),
             "date": common.now_iso(),
         },
         "metrics": metrics,
     }  # fmt: skip
 
 
-def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict) -> None:
-    metrics = validate(t.model, val)
-    common.save_progress(out, t, metrics, _card(args, t, metrics, split), args, RESUME_KEYS, OPTIMISERS)
+def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict, device: torch.device) -> None:
+    metrics = validate(t.model, val, device)
+    common.save_progress(out, t, metrics, _card(args, t, metrics, split, device), args, RESUME_KEYS, OPTIMISERS)
 
 
 def train(args: argparse.Namespace) -> int:
     """Entry point of ``dlc train homography``."""
     common.seed_everything(args.seed)
+    device = common.resolve_device(args.device)
     train_photos, test_photos = split_photos(args.images)
     split = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos]}
-    data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal)
+    data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
     val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
            for i in range(VAL_PAIRS)]  # fmt: skip
-    model = HomographyModel(model_config(args))
-    dlc = DLCLoss(dlc_config(args)) if args.dlc else None
+    model = HomographyModel(model_config(args)).to(device)
+    dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
     features = list(model.input_features.parameters()) + list(model.template_features.parameters())
     t = Training(model, dlc, torch.optim.Adam(model.regression.parameters(), lr=args.regression_lr),
                  torch.optim.Adam(features + (list(dlc.parameters()) if dlc else []), lr=args.lr),
-                 torch.Generator().manual_seed(args.seed))  # fmt: skip
+                 torch.Generator(device=device).manual_seed(args.seed))  # fmt: skip
     out = Path(args.out)
     if args.resume:
         common.resume(t, out, args, RESUME_KEYS, OPTIMISERS)
@@ -166,10 +170,11 @@ def train(args: argparse.Namespace) -> int:
     while t.step < total:
         t.epoch = epoch = t.step // per_epoch
         stage = "regression" if t.step < args.regression_steps else "features"
-        bar = common.progress(batches(data, args.batch_size, epoch), per_epoch, f"{stage} epoch {epoch + 1}")
+        bar = common.progress(batches(data, args.batch_size, epoch, args.workers), per_epoch, f"{stage} epoch {epoch + 1}")
         for i, batch in enumerate(bar):
             if i < t.step % per_epoch:
                 continue  # resuming inside an epoch
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             if t.step < args.regression_steps:
                 stats = {"corner_loss": regression_step(t, batch)}
             else:
@@ -181,7 +186,7 @@ def train(args: argparse.Namespace) -> int:
                 break
         t.wall_s += time.time() - started
         started = time.time()
-        _save(out, args, t, val, split)
+        _save(out, args, t, val, split, device)
     print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
     return 0
 

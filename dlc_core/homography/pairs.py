@@ -5,7 +5,9 @@ A pair: the photo resized to 240x320, a random 192x192 crop as the *input*, four
 around (32,32), (159,32), (159,159), (32,159), H = the homography sending the template corners there, and the
 *template* = the input sampled at H·(u, v, 1) over the 128x128 grid (bilinear), so the label is exact. With
 ``multimodal`` the template is sampled from a map-like rendering of the crop (flattened grey levels, dark edges,
-inverted contrast), imitating camera-versus-map pairs. Images are grey, float32 in [0, 1].
+inverted contrast), imitating camera-versus-map pairs. Images are grey, float32 in [0, 1]. With ``augment``
+(training only) the photo is first cut to a random window (each side 50-100% of the photo's) and mirrored half the
+time, so a dozen photos give far more distinct pairs; evaluation pairs never use it.
 
 Photos are split by source image, never by pair; photos whose names share a group prefix (the drone frames and
 the orthophoto of one survey, DECISIONS.md D7) stay on the same side.
@@ -86,9 +88,17 @@ def sample_template(image: np.ndarray, h: np.ndarray) -> np.ndarray:
     return out.reshape(TEMPLATE_SIDE, TEMPLATE_SIDE).astype(np.float32)
 
 
-def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool = False) -> dict[str, np.ndarray]:
+def random_window(grey: np.ndarray, rng: np.random.Generator, min_side: float = 0.5) -> np.ndarray:
+    """A random window of the photo, each side a random 50-100% of the photo's, mirrored left-right half the time."""
+    rows, cols = (max(2, int(round(n * rng.uniform(min_side, 1.0)))) for n in grey.shape)
+    r0, c0 = rng.integers(0, grey.shape[0] - rows + 1), rng.integers(0, grey.shape[1] - cols + 1)
+    window = grey[r0 : r0 + rows, c0 : c0 + cols]
+    return window[:, ::-1] if rng.random() < 0.5 else window
+
+
+def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool = False, augment: bool = False) -> dict[str, np.ndarray]:
     """One labelled pair (module docstring): input (192, 192), template (128, 128), corners (4, 2) TL TR BR BL, H."""
-    big = resized(grey_photo)
+    big = resized(random_window(grey_photo, rng) if augment else grey_photo)
     r0, c0 = rng.integers(0, RESIZED[0] - INPUT_SIDE + 1), rng.integers(0, RESIZED[1] - INPUT_SIDE + 1)
     crop = big[r0 : r0 + INPUT_SIDE, c0 : c0 + INPUT_SIDE]
     corners = NOMINAL_CORNERS + rng.integers(-MAX_SHIFT, MAX_SHIFT, size=(4, 2))
@@ -99,13 +109,13 @@ def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool
 
 class PairDataset(torch.utils.data.Dataset):
     """`count` pairs from photos; pair i uses photo i mod n and a generator seeded by (seed, epoch, i), so a fixed
-    set (validation, test) repeats exactly and a training set changes with set_epoch."""
+    set (validation, test) repeats exactly and a training set changes with set_epoch. `augment`: make_pair's."""
 
-    def __init__(self, photos: list[Path], count: int, seed: int, multimodal: bool = False) -> None:
+    def __init__(self, photos: list[Path], count: int, seed: int, multimodal: bool = False, augment: bool = False) -> None:
         if not photos:
             raise InputError("no photos to make pairs from")
         self.greys = [read_grey(p) for p in photos]
-        self.count, self.seed, self.multimodal, self.epoch = count, seed, multimodal, 0
+        self.count, self.seed, self.multimodal, self.augment, self.epoch = count, seed, multimodal, augment, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -115,7 +125,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        pair = make_pair(self.greys[i % len(self.greys)], rng, self.multimodal)
+        pair = make_pair(self.greys[i % len(self.greys)], rng, self.multimodal, self.augment)
         return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in pair.items()}
 
 
