@@ -172,7 +172,7 @@ def test_dlkfm_matches_the_formula_written_out() -> None:
     torch.manual_seed(0)
     f = torch.randn(1, 4, 5, 6, dtype=torch.float64)
     padded = np.pad(f[0].numpy(), ((0, 0), (1, 1), (1, 1)))
-    for r, c in [(0, 0), (2, 3), (4, 5)]:
+    for r, c in np.ndindex(5, 6):  # every pixel, the border ones (zero padding) included
         p = padded[:, r : r + 3, c : c + 3].reshape(4, 9)
         p = p - p.mean(0, keepdims=True)
         g = p.T @ p
