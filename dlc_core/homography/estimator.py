@@ -46,7 +46,8 @@ class Aligner:
         if self.model is None:
             h, iterations, diverged = sift_homography(template, image), 0, False
         else:
-            out = self.model(torch.as_tensor(image)[None, None], torch.as_tensor(template)[None, None])
+            as_input = lambda a: torch.as_tensor(a, dtype=torch.float32)[None, None]  # noqa: E731  (any float dtype in)
+            out = self.model(as_input(image), as_input(template))
             h, iterations, diverged = out["h"][0].numpy(), int(out["iterations"][0]), bool(out["diverged"][0])
         full = np.linalg.inv(scaling(map_image.shape, INPUT_SIDE)) @ h @ scaling(camera.shape, TEMPLATE_SIDE)
         return Alignment(full / full[2, 2], iterations, diverged, (time.perf_counter() - started) * 1000.0)
