@@ -44,15 +44,15 @@ def seed_everything(seed: int) -> None:
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit; outside a git checkout (a copy of the tree on a GPU machine) $DLC_GIT_COMMIT,
-    else None."""
+    """$DLC_GIT_COMMIT when set (a copy of the tree on another machine, whose .git may be stale or absent), else
+    the repository's HEAD commit, else None."""
+    if os.environ.get("DLC_GIT_COMMIT"):
+        return os.environ["DLC_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        out = None
-    if out is not None and out.returncode == 0 and out.stdout.strip():
-        return out.stdout.strip()
-    return os.environ.get("DLC_GIT_COMMIT") or None
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def now_iso() -> str:
