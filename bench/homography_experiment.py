@@ -26,7 +26,8 @@ from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summ
 
 sys.path.insert(0, str(REPO))
 
-ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"]}
+# dlc: the DLC flags' defaults (as every trainer); dlc-prise: PRISE's settings for homography (μ 1, λ 5; METHOD §3.3)
+ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"], "dlc-prise": ["--dlc", "--mu", "1", "--beta", "5"]}
 TESTS = {"single": [], "multimodal": ["--multimodal"]}
 SR = ("0.1", "0.5", "1", "3", "5", "10", "20")
 
@@ -54,10 +55,12 @@ def evaluate(folder: Path, sha256: str | None, test: str, args: argparse.Namespa
     return cached_eval(out, sha256 or "sift", cmd, folder.parent / f"{folder.name}.log")
 
 
-def row(arm: str, seed: int | None, test: str, r: dict) -> dict:
+def row(arm: str, seed: int | None, test: str, r: dict, card: dict | None = None) -> dict:
+    """One results row; a trained arm's row also says where and how long it trained (from its card)."""
+    trained = {k: card["train"][k] for k in ("device", "torch", "wall_s", "done_steps")} if card else {}
     return {"arm": arm, "seed": seed, "test": test, "pairs": r["pairs"], "pe_mean": r["pe_mean"], "pe_median": r["pe_median"],
             **{f"sr_{t}": r["sr"][t] for t in SR}, "lk_diverged_rate": r["lk_diverged_rate"],
-            "time_ms_median": r["time_ms"]["median"]}  # fmt: skip
+            "time_ms_median": r["time_ms"]["median"], **{f"train_{k}": v for k, v in trained.items()}}  # fmt: skip
 
 
 def main() -> None:
@@ -91,16 +94,18 @@ def main() -> None:
     sift_folder.mkdir(exist_ok=True)
     rows = [row("sift", None, test, evaluate(sift_folder, None, test, args)) for test in TESTS]
     for r in runs:
-        rows += [row(r["arm"], r["seed"], test, evaluate(r["folder"], r["card"]["sha256"], test, args)) for test in TESTS]
+        rows += [row(r["arm"], r["seed"], test, evaluate(r["folder"], r["card"]["sha256"], test, args), r["card"])
+                 for test in TESTS]  # fmt: skip
     metrics = ("pe_mean", "pe_median", *(f"sr_{t}" for t in SR), "lk_diverged_rate", "time_ms_median")
     summary = [{"arm": arm, "test": test, **{m: summarise([r[m] for r in rows if r["arm"] == arm and r["test"] == test])
                                               for m in metrics}}
                for arm in ["sift", *arms] for test in TESTS]  # fmt: skip
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "experiment": args.name, "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
-        "machine": machine(),
+        "machine": machine(), "evaluated_on": "this machine's CPU (machine); each run's training device is in its row",
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
-                   "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"]},
+                   "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"],
+                   "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}},
         "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip

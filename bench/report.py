@@ -86,6 +86,24 @@ def lstm_table(name: str) -> list[str]:
     return lines + ["", provenance(r), ""]
 
 
+def homography_table(name: str) -> list[str]:
+    r = load(name)
+    if r is None:
+        return []
+    b = r["budget"]
+    trained = next(x for x in r["runs"] if x.get("train_device"))
+    lines = [f"**Homography** — {b['regression_steps']} regression + {b['steps']} feature steps of batch {b['batch_size']}, "
+             f"seeds {', '.join(map(str, b['seeds']))}, trained on {trained['train_device']} (torch {trained['train_torch']}); "
+             f"{r['data']}. PE in px, SR in % of pairs, time per pair on the CPU below.", "",
+             "| method | test pairs | PE mean | PE median | SR < 0.5 | SR < 1 | SR < 3 | SR < 10 | LK diverged | ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in r["summary"]:
+        lines.append(f"| {s['arm']} | {s['test']} | {pm(s['pe_mean'], '.1f')} | {pm(s['pe_median'], '.1f')} | "
+                     f"{pm(s['sr_0.5'], '.1f')} | {pm(s['sr_1'], '.1f')} | {pm(s['sr_3'], '.1f')} | {pm(s['sr_10'], '.1f')} | "
+                     f"{pm(s['lk_diverged_rate'], '.0f', 100)}% | {pm(s['time_ms_median'], '.0f')} |")  # fmt: skip
+    return lines + ["", provenance(r), ""]
+
+
 def label(model: str) -> str:
     return {"none": "no network (ICP only)"}.get(model, model.rsplit("/", 1)[-1])
 
@@ -151,6 +169,7 @@ def main() -> None:
     out += lstm_table("lstm_row")
     out += lstm_table("lstm_pixel_aug10")
     out += lstm_table("lstm_pixel_aug15")
+    out += homography_table("homography")
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")

@@ -234,7 +234,7 @@ def _add_eval_homography(sub: argparse._SubParsersAction) -> None:
         sub,
         "homography",
         "Score a homography model (or SIFT + RANSAC) on pairs made from held-out photos, or on a DeepLK-format folder.",
-        "dlc eval homography --model models/homography_dlc --images ../shared/data/homography/photos --pairs 200 --json h.json",
+        "dlc eval homography --model models/homography_nodlc --images ../shared/data/homography/photos --pairs 200 --json h.json",
     )
     p.add_argument("--model", default=None, help="model folder (needed for --method model)")
     p.add_argument("--images", required=True, help="photo folder (its held-out photos) or DeepLK folder (val2014_*)")

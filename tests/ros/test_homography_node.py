@@ -1,7 +1,7 @@
-"""homography_node in its own process (SIFT + RANSAC aligner until a trained model ships): a published camera
-image (a template cut from a real photo with a known homography) is answered with the offline aligner's H, close
-to the truth, in mono8, padded rgb8 and mono16; bad images and a map that fails to load are warned about while the
-node keeps answering; diagnostics report each result."""
+"""homography_node in its own process, with SIFT + RANSAC and with the shipped model (its default): a published
+camera image (a template cut from a held-out photo with a known homography) is answered with the offline aligner's
+H, close to the truth, in mono8, padded rgb8 and mono16; bad images and a map that fails to load are warned about
+while the node keeps answering; diagnostics report each result (LK iterations with the model)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from dlc_core.homography.estimator import Aligner  # noqa: E402
 from dlc_core.homography.geometry import corner_error  # noqa: E402
+from dlc_core.homography.model import load_homography_model  # noqa: E402
 from dlc_core.homography.pairs import make_pair, read_grey  # noqa: E402
+from dlc_ros.homography_node import default_model_path  # noqa: E402
 from dlc_ros.image import array_to_image  # noqa: E402
 
 from .graph import RELIABLE, Graph, process  # noqa: E402
@@ -86,3 +88,23 @@ def test_node_aligns_converts_encodings_and_survives_bad_input(graph: Graph, pai
     assert "map not loaded" in log and "broken.jpg: cannot be read as an image" in log, log
     assert "unsupported encoding 'yuv422'" in log and "camera image is 10x10, smaller than 32x32" in log, log
     assert "camera image is blank (no texture to align)" in log, log
+
+
+def test_node_with_the_shipped_model_answers_as_the_offline_model(graph: Graph, pair: dict, tmp_path: Path) -> None:
+    homographies = graph.listen(Float64MultiArray, "/homography")
+    diagnostics = graph.listen(DiagnosticArray, "/diagnostics")
+    publisher = graph.node.create_publisher(Image, "/camera/image", RELIABLE)
+    model, _ = load_homography_model(default_model_path(), torch.device("cpu"))
+    map_image = np.asarray(PILImage.open(pair["map"]), np.float32) / 255.0
+    offline = Aligner(model).align(pair["camera"] / 255.0, map_image)
+    args = ["-m", "dlc_ros.homography_node", "--ros-args", "-p", f"map_path:={pair['map']}"]  # model_path empty: shipped
+    with process(args, tmp_path / "node.log") as proc:
+        graph.wait_until_connected(publisher, "/homography", proc)
+        h = send(graph, publisher, array_to_image(pair["camera"]), homographies, proc)
+        np.testing.assert_allclose(h, offline.h, rtol=1e-6, atol=1e-6)
+        truth = torch.as_tensor(pair["corners"], dtype=torch.float64)[None]
+        assert corner_error(torch.as_tensor(h)[None], truth).item() < 1.0
+        graph.wait_for(lambda: any(kv.key == "lk iterations" and kv.value == str(offline.iterations) for d in diagnostics
+                                   for s in d.status for kv in s.values), STEP_S, "the LK iterations in the diagnostics", proc)  # fmt: skip
+        assert proc.stop(signal.SIGINT) == 0
+    assert "Traceback" not in proc.log() and str(default_model_path()) in proc.log(), proc.log()
