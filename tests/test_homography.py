@@ -28,10 +28,11 @@ from dlc_core.homography.geometry import (
 from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
 from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
-from dlc_core.homography.pairs import (make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
+from dlc_core.homography.pairs import (PairDataset, make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
                                        split_photos)
 from dlc_core.homography.sift import nominal, sift_homography
 from dlc_ros.cli import main
+from training.homography import batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +99,16 @@ def test_augmented_windows_are_parts_of_the_photo_and_vary() -> None:
     r0, c0 = rng.integers(0, 240 - 192 + 1), rng.integers(0, 320 - 192 + 1)
     pair = make_pair(image, np.random.default_rng(7), augment=False)
     np.testing.assert_array_equal(pair["input"], resized(image)[r0 : r0 + 192, c0 : c0 + 192])
+
+
+def test_worker_processes_make_the_same_training_batches_as_the_trainer_itself(homography_data: Path) -> None:
+    train, _ = split_photos(homography_data / "photos")
+    data = PairDataset(train[-2:], 4, seed=3, augment=True)
+    inline, forked = list(batches(data, 2, 1, workers=0)), list(batches(data, 2, 1, workers=2))
+    assert len(inline) == len(forked) == 2
+    for a, b in zip(inline, forked):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(next(iter(batches(data, 2, 2, workers=0)))["input"], inline[0]["input"])  # a new epoch
 
 
 def test_multimodal_pairs_keep_the_geometry(coffee: np.ndarray) -> None:
