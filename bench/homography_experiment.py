@@ -40,7 +40,8 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
         cmd = [*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
                "--regression-steps", str(args.regression_steps), "--steps", str(args.steps), *ARMS[arm],
                "--batch-size", str(args.batch_size), "--pairs-per-epoch", str(args.pairs_per_epoch),
-               "--device", args.device, "--workers", str(args.workers)]  # fmt: skip
+               "--device", args.device, "--workers", str(args.workers), "--lr", str(args.lr),
+               *(["--init", args.init] if args.init else [])]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -71,6 +72,8 @@ def main() -> None:
     p.add_argument("--regression-steps", type=int, required=True)
     p.add_argument("--steps", type=int, required=True, help="feature-stage steps per arm (the shared budget)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3, help="feature pyramids' learning rate")
+    p.add_argument("--init", default=None, help="every arm starts from this trained model (fine-tuning)")
     p.add_argument("--pairs-per-epoch", type=int, default=512, help="training pairs between validations")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device")
     p.add_argument("--workers", type=int, default=0, help="pair-making processes per training run")
@@ -105,7 +108,7 @@ def main() -> None:
         "machine": machine(), "evaluated_on": "this machine's CPU (machine); each run's training device is in its row",
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
                    "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"],
-                   "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}},
+                   "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}, "lr": args.lr, "init": runs[0]["card"]["train"].get("init")},
         "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip

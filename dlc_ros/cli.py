@@ -212,7 +212,9 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, help="folder of photos (the held-out ones are never used in training)")
     p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
     p.add_argument("--multimodal", action="store_true", help="templates rendered map-like (camera-versus-map pairs)")
-    p.add_argument("--regression-steps", type=_positive_int, default=600, help="stage 1: regression network steps")
+    p.add_argument("--regression-steps", type=_int_at_least(0), default=600,
+                   help="stage 1: regression network steps (0 with --init: fine-tune the features only)")
+    p.add_argument("--init", default=None, help="start from this trained homography model folder (fine-tuning)")
     p.add_argument("--steps", type=_positive_int, default=600, help="stage 2: feature pyramid steps (DLC or DeepLK loss)")
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--pairs-per-epoch", type=_positive_int, default=512, help="fresh random pairs per epoch")

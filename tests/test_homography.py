@@ -247,7 +247,7 @@ def test_success_rates() -> None:
 # ---------------------------------------------------------------- CLI
 
 
-def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path) -> None:
+def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     photos = homography_data / "photos"
     out = tmp_path / "h"
     tiny = ["train", "homography", "--images", str(photos), "--out", str(out), "--regression-steps", "2",
@@ -258,6 +258,19 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path)
     assert main([*tiny, "--steps", "2", "--resume"]) == 0  # one more feature step
     assert json.loads((out / "model_card.json").read_text())["train"]["done_steps"] == 4
     assert set(card["train"]["held_out_photos"]) == {"chelsea.jpg", "flower.jpg", "grace_hopper.jpg", "rocket.jpg"}
+    tuned = tmp_path / "tuned"
+    fine_tune = lambda folder, channels: ["train", "homography", "--images", str(photos), "--out", str(folder), "--init",
+                                          str(out), "--regression-steps", "0", "--steps", "1", "--batch-size", "2",
+                                          "--pairs-per-epoch", "4", "--channels", channels]  # noqa: E731  # fmt: skip
+    assert main(fine_tune(tuned, "4")) == 0
+    tuned_card = json.loads((tuned / "model_card.json").read_text())
+    assert tuned_card["train"]["init"]["sha256"] == json.loads((out / "model_card.json").read_text())["sha256"]
+    before, after = torch.load(out / "model.pt"), torch.load(tuned / "model.pt")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("regression."))  # stage 1 skipped
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("template_features."))
+    capsys.readouterr()
+    assert main(fine_tune(tmp_path / "x", "8")) == 2
+    assert "its pyramids have 4 channels, --channels is 8" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

@@ -6,8 +6,9 @@ then the feature pyramids (--steps) on the LK objective at the true H summed ove
 DLC hinges (EntryChart, through the shared DLCLoss) or DeepLK's convexity terms — the only difference between the
 arms. All levels train together rather than stage by stage (a CPU budget). Training pairs come from random
 windows of the training photos (--augment, default on); --workers processes make them while the device trains.
-Validation: corner error of the full model (regression + LK) on fixed, unaugmented pairs from the training photos;
-the test photos are never seen in training.
+--init DIR starts from a trained model instead (with --regression-steps 0: fine-tune the feature pyramids only, as
+PRISE fine-tunes DeepLK). Validation: corner error of the full model (regression + LK) on fixed, unaugmented pairs
+from the training photos; the test photos are never seen in training.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from . import common
 from .registration import dlc_config
 
 VAL_PAIRS = 32
-RESUME_KEYS = ("images", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
+RESUME_KEYS = ("images", "init", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
                "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
 
 
@@ -117,7 +118,7 @@ def estimate(model: HomographyModel, pairs: list[dict], device: torch.device) ->
     return corner_error(out["h"], corners).cpu().numpy(), corner_error(out["h_regression"], corners).cpu().numpy()
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device) -> dict:
+def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device, init: dict | None) -> dict:
     dlc_block: dict = {"enabled": False, "baseline": f"DeepLK convex loss, weight {args.convex_weight}"}
     if t.dlc is not None:
         dlc_block = {**t.dlc.config.card(), "noise": EntryChart().card()}
@@ -128,7 +129,7 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, dev
         "preprocess": {"input": "192x192 grey [0, 1]", "template": "128x128 grey [0, 1]", "h": "template px -> input px"},
         "dlc": dlc_block,
         "train": {
-            "images": args.images, **split, "multimodal": args.multimodal, "augment": args.augment,
+            "images": args.images, **split, "init": init, "multimodal": args.multimodal, "augment": args.augment,
             "regression_steps": args.regression_steps,
             "steps": args.steps, "done_steps": t.step, "batch_size": args.batch_size, "lr": args.lr,
             "regression_lr": args.regression_lr, "seed": args.seed, "command": args.command,
@@ -139,9 +140,21 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, dev
     }  # fmt: skip
 
 
-def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict, device: torch.device) -> None:
+def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict, device: torch.device,
+          init: dict | None) -> None:  # fmt: skip
     metrics = validate(t.model, val, device)
-    common.save_progress(out, t, metrics, _card(args, t, metrics, split, device), args, RESUME_KEYS, OPTIMISERS)
+    common.save_progress(out, t, metrics, _card(args, t, metrics, split, device, init), args, RESUME_KEYS, OPTIMISERS)
+
+
+def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[HomographyModel, dict | None]:
+    """A fresh model, or (--init DIR) a trained one to fine-tune, as PRISE fine-tunes DeepLK; and what it started
+    from, for the card."""
+    if not args.init:
+        return HomographyModel(model_config(args)).to(device), None
+    model, card = load_homography_model(args.init, device)
+    if model.config.channels != args.channels:
+        raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, --channels is {args.channels}")
+    return model.train(), {"model": args.init, "sha256": card["sha256"], "git_commit": card["train"].get("git_commit")}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -153,7 +166,7 @@ def train(args: argparse.Namespace) -> int:
     data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
     val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
            for i in range(VAL_PAIRS)]  # fmt: skip
-    model = HomographyModel(model_config(args)).to(device)
+    model, init = initial_model(args, device)
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
     features = list(model.input_features.parameters()) + list(model.template_features.parameters())
     t = Training(model, dlc, torch.optim.Adam(model.regression.parameters(), lr=args.regression_lr),
@@ -186,7 +199,7 @@ def train(args: argparse.Namespace) -> int:
                 break
         t.wall_s += time.time() - started
         started = time.time()
-        _save(out, args, t, val, split, device)
+        _save(out, args, t, val, split, device, init)
     print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
     return 0
 
