@@ -86,13 +86,14 @@ def lstm_table(name: str) -> list[str]:
     return lines + ["", provenance(r), ""]
 
 
-def homography_table(name: str) -> list[str]:
+def homography_table(name: str, title: str) -> list[str]:
     r = load(name)
     if r is None:
         return []
     b = r["budget"]
     trained = next(x for x in r["runs"] if x.get("train_device"))
-    lines = [f"**Homography** — {b['regression_steps']} regression + {b['steps']} feature steps of batch {b['batch_size']}, "
+    start = f"from `{b['init']['model']}`, " if b.get("init") else ""
+    lines = [f"**{title}** — {start}{b['regression_steps']} regression + {b['steps']} feature steps of batch {b['batch_size']}, "
              f"seeds {', '.join(map(str, b['seeds']))}, trained on {trained['train_device']} (torch {trained['train_torch']}); "
              f"{r['data']}. PE in px, SR in % of pairs, time per pair on the CPU below.", "",
              "| method | test pairs | PE mean | PE median | SR < 0.5 | SR < 1 | SR < 3 | SR < 10 | LK diverged | ms |",
@@ -169,7 +170,8 @@ def main() -> None:
     out += lstm_table("lstm_row")
     out += lstm_table("lstm_pixel_aug10")
     out += lstm_table("lstm_pixel_aug15")
-    out += homography_table("homography")
+    out += homography_table("homography", "Homography, DLC vs DeepLK's loss")
+    out += homography_table("homography_finetune", "Homography, fine-tuning the shipped model's pyramids")
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")
