@@ -215,7 +215,8 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regression-steps", type=_int_at_least(0), default=600,
                    help="stage 1: regression network steps (0 with --init: fine-tune the features only)")
     p.add_argument("--init", default=None, help="start from this trained homography model folder (fine-tuning)")
-    p.add_argument("--steps", type=_positive_int, default=600, help="stage 2: feature pyramid steps (DLC or DeepLK loss)")
+    p.add_argument("--steps", type=_int_at_least(0), default=600,
+                   help="stage 2: feature pyramid steps (DLC or DeepLK loss; 0 with --init: the regression only)")
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--pairs-per-epoch", type=_positive_int, default=512, help="fresh random pairs per epoch")
     p.add_argument("--channels", type=_positive_int, default=16, help="feature pyramid width")

@@ -271,6 +271,8 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(fine_tune(tmp_path / "x", "8")) == 2
     assert "its pyramids have 4 channels, --channels is 8" in capsys.readouterr().err
+    assert main([*fine_tune(tmp_path / "x", "4"), "--steps", "0"]) == 2
+    assert "--regression-steps and --steps are both 0: nothing to train" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

@@ -176,6 +176,8 @@ def train(args: argparse.Namespace) -> int:
     if args.resume:
         common.resume(t, out, args, RESUME_KEYS, OPTIMISERS)
     total = args.regression_steps + args.steps
+    if total == 0:
+        raise InputError("--regression-steps and --steps are both 0: nothing to train")
     per_epoch = args.pairs_per_epoch // args.batch_size
     if per_epoch == 0:
         raise InputError(f"--pairs-per-epoch {args.pairs_per_epoch} is smaller than --batch-size {args.batch_size}")
