@@ -172,6 +172,7 @@ def main() -> None:
     out += lstm_table("lstm_pixel_aug15")
     out += homography_table("homography", "Homography, DLC vs DeepLK's loss")
     out += homography_table("homography_finetune", "Homography, fine-tuning the shipped model's pyramids")
+    out += homography_table("homography_regression", "Homography, 4,000 more regression steps for the shipped model")
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")
