@@ -9,7 +9,7 @@ test set; the results file has every run's PE and success rates, the mean ± std
 
 On a GPU machine, train all runs at once and evaluate later on the CPU (the evaluation reuses the trained folders):
 
-    python3 bench/homography_experiment.py --name homography --regression-steps 6000 --steps 1200 --batch-size 32 \
+    python3 bench/homography_experiment.py --name homography --regression-steps 4000 --steps 1000 --batch-size 32 \
         --pairs-per-epoch 3200 --device cuda --workers 2 --parallel --train-only
 """
 
@@ -108,7 +108,8 @@ def main() -> None:
         "machine": machine(), "evaluated_on": "this machine's CPU (machine); each run's training device is in its row",
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
                    "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"],
-                   "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}, "lr": args.lr, "init": runs[0]["card"]["train"].get("init")},
+                   "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}, "lr": args.lr,
+                   "init": runs[0]["card"]["train"].get("init")},
         "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip

@@ -29,20 +29,24 @@ def provenance(r: dict) -> str:
     return f"*{m['cpu']}, {m['cores']} cores, torch {m['torch']}; {r['date'][:10]}; `{r['command']}`*"
 
 
+def table(heading: str, columns: list[str], rows: list[list[str]], r: dict) -> list[str]:
+    """A titled markdown table of result cells, followed by the results file's provenance."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return [heading, "", line(columns), "|" + "---|" * len(columns), *map(line, rows), "", provenance(r), ""]
+
+
 def registration_table(name: str, title: str) -> list[str]:
     r = load(name)
     if r is None:
         return []
     b = r["budget"]
-    lines = [f"**{title}** — {b['steps']} steps of batch {b['batch_size']}, {b['num_points']} points, seeds "
-             f"{', '.join(map(str, b['seeds']))} (mean ± std over seeds).", "",
-             "| arm | test | ICP | RRE (deg) | MSE(Euler) (deg²) | MSE(t) | success | passes used |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for s in r["summary"]:
-        lines.append(f"| {s['arm']} | {s['protocol']} | {s['icp'] or '—'} | {pm(s['rre_deg_mean'], '.3f')} | "
-                     f"{pm(s['euler_mse_deg2'], '.3g')} | {pm(s['t_mse'], '.2e')} | {pm(s['success_rate'], '.1f', 100)}% | "
-                     f"{pm(s['passes_mean'], '.2f')} |")  # fmt: skip
-    return lines + ["", provenance(r), ""]
+    heading = (f"**{title}** — {b['steps']} steps of batch {b['batch_size']}, {b['num_points']} points, seeds "
+               f"{', '.join(map(str, b['seeds']))} (mean ± std over seeds).")  # fmt: skip
+    columns = ["arm", "test", "ICP", "RRE (deg)", "MSE(Euler) (deg²)", "MSE(t)", "success", "passes used"]
+    rows = [[s["arm"], s["protocol"], s["icp"] or "—", pm(s["rre_deg_mean"], ".3f"), pm(s["euler_mse_deg2"], ".3g"),
+             pm(s["t_mse"], ".2e"), f"{pm(s['success_rate'], '.1f', 100)}%", pm(s["passes_mean"], ".2f")]
+            for s in r["summary"]]  # fmt: skip
+    return table(heading, columns, rows, r)
 
 
 def step_cost_table() -> list[str]:
@@ -76,14 +80,14 @@ def lstm_table(name: str) -> list[str]:
     if r is None:
         return []
     b = r["budget"]
-    lines = [f"**LSTM on {b['mode']}-by-{b['mode']} MNIST** — {b['epochs']} epochs ({b['steps']} steps of batch "
-             f"{b['batch_size']}), hidden {b['config']['hidden']}{augmentation(b)}, seeds {', '.join(map(str, b['seeds']))}; "
-             f"{r['data']}.", "",
-             "| arm | test accuracy (10k digits) | validation accuracy | per seed (test) |", "|---|---|---|---|"]  # fmt: skip
-    for s in r["summary"]:
-        seeds = ", ".join(f"{100 * x['accuracy']:.2f}" for x in r["runs"] if x["arm"] == s["arm"])
-        lines.append(f"| {s['arm']} | {pm(s['accuracy'], '.2f', 100)}% | {pm(s['val_accuracy'], '.1f', 100)}% | {seeds} |")
-    return lines + ["", provenance(r), ""]
+    heading = (f"**LSTM on {b['mode']}-by-{b['mode']} MNIST** — {b['epochs']} epochs ({b['steps']} steps of batch "
+               f"{b['batch_size']}), hidden {b['config']['hidden']}{augmentation(b)}, seeds "
+               f"{', '.join(map(str, b['seeds']))}; {r['data']}.")  # fmt: skip
+    columns = ["arm", "test accuracy (10k digits)", "validation accuracy", "per seed (test)"]
+    rows = [[s["arm"], f"{pm(s['accuracy'], '.2f', 100)}%", f"{pm(s['val_accuracy'], '.1f', 100)}%",
+             ", ".join(f"{100 * x['accuracy']:.2f}" for x in r["runs"] if x["arm"] == s["arm"])]
+            for s in r["summary"]]  # fmt: skip
+    return table(heading, columns, rows, r)
 
 
 def homography_table(name: str, title: str) -> list[str]:
@@ -93,16 +97,13 @@ def homography_table(name: str, title: str) -> list[str]:
     b = r["budget"]
     trained = next(x for x in r["runs"] if x.get("train_device"))
     start = f"from `{b['init']['model']}`, " if b.get("init") else ""
-    lines = [f"**{title}** — {start}{b['regression_steps']} regression + {b['steps']} feature steps of batch {b['batch_size']}, "
-             f"seeds {', '.join(map(str, b['seeds']))}, trained on {trained['train_device']} (torch {trained['train_torch']}); "
-             f"{r['data']}. PE in px, SR in % of pairs, time per pair on the CPU below.", "",
-             "| method | test pairs | PE mean | PE median | SR < 0.5 | SR < 1 | SR < 3 | SR < 10 | LK diverged | ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for s in r["summary"]:
-        lines.append(f"| {s['arm']} | {s['test']} | {pm(s['pe_mean'], '.1f')} | {pm(s['pe_median'], '.1f')} | "
-                     f"{pm(s['sr_0.5'], '.1f')} | {pm(s['sr_1'], '.1f')} | {pm(s['sr_3'], '.1f')} | {pm(s['sr_10'], '.1f')} | "
-                     f"{pm(s['lk_diverged_rate'], '.0f', 100)}% | {pm(s['time_ms_median'], '.0f')} |")  # fmt: skip
-    return lines + ["", provenance(r), ""]
+    heading = (f"**{title}** — {start}{b['regression_steps']} regression + {b['steps']} feature steps of batch "
+               f"{b['batch_size']}, seeds {', '.join(map(str, b['seeds']))}, trained on {trained['train_device']} (torch "
+               f"{trained['train_torch']}); {r['data']}. PE in px, SR in % of pairs, time per pair on the CPU below.")  # fmt: skip
+    columns = ["method", "test pairs", "PE mean", "PE median", "SR < 0.5", "SR < 1", "SR < 3", "SR < 10", "LK diverged", "ms"]
+    rows = [[s["arm"], s["test"], *(pm(s[k], ".1f") for k in ("pe_mean", "pe_median", "sr_0.5", "sr_1", "sr_3", "sr_10")),
+             f"{pm(s['lk_diverged_rate'], '.0f', 100)}%", pm(s["time_ms_median"], ".0f")] for s in r["summary"]]  # fmt: skip
+    return table(heading, columns, rows, r)
 
 
 def label(model: str) -> str:
@@ -148,16 +149,15 @@ def lidar_odometry_table(name: str, title: str) -> list[str]:
     def cell(v, spec, scale=1.0):  # noqa: E306
         return "–" if v is None else format(v * scale, spec)
 
-    lines = [f"**{title}** — one thread per method; KISS-ICP {r['kiss_icp']['version']} ({r['kiss_icp']['voxel_size']} m "
-             "voxel, no deskew).", "",
-             "| sequence | method | frames | RTE mean (cm) | RRE mean (deg) | ATE (m) | t_err (%) | r_err (deg/100 m) | "
-             "median ms | p95 ms | peak MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for x in r["runs"]:
-        lines.append(f"| {x['sequence']} | {label(x['method'])}{odometry_mode(x)} | {x['frames']} | {cell(x['rte_m_mean'], '.1f', 100)} | "
-                     f"{cell(x['rre_deg_mean'], '.3f')} | {cell(x['ate_m'], '.2f')} | {cell(x['t_err_pct'], '.2f')} | "
-                     f"{cell(x['r_err_deg_per_100m'], '.2f')} | {x['time_ms']['median']:.0f} | {x['time_ms']['p95']:.0f} | "
-                     f"{x['peak_rss_mb']:.0f} |")  # fmt: skip
-    return lines + ["", provenance(r), ""]
+    heading = (f"**{title}** — one thread per method; KISS-ICP {r['kiss_icp']['version']} ({r['kiss_icp']['voxel_size']} "
+               "m voxel, no deskew).")  # fmt: skip
+    columns = ["sequence", "method", "frames", "RTE mean (cm)", "RRE mean (deg)", "ATE (m)", "t_err (%)",
+               "r_err (deg/100 m)", "median ms", "p95 ms", "peak MB"]  # fmt: skip
+    rows = [[x["sequence"], f"{label(x['method'])}{odometry_mode(x)}", str(x["frames"]), cell(x["rte_m_mean"], ".1f", 100),
+             cell(x["rre_deg_mean"], ".3f"), cell(x["ate_m"], ".2f"), cell(x["t_err_pct"], ".2f"),
+             cell(x["r_err_deg_per_100m"], ".2f"), f"{x['time_ms']['median']:.0f}", f"{x['time_ms']['p95']:.0f}",
+             f"{x['peak_rss_mb']:.0f}"] for x in r["runs"]]  # fmt: skip
+    return table(heading, columns, rows, r)
 
 
 def main() -> None:

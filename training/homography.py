@@ -36,8 +36,8 @@ from . import common
 from .registration import dlc_config
 
 VAL_PAIRS = 32
-RESUME_KEYS = ("images", "init", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr", "K", "beta",
-               "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
+RESUME_KEYS = ("images", "init", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr",
+               "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
 
 
 @dataclass
@@ -103,22 +103,24 @@ def feature_step(t: Training, batch: dict, args: argparse.Namespace) -> dict[str
     return {"lk_at_truth": task.item(), **stats, "loss": loss.item()}
 
 
-def validate(model: HomographyModel, pairs: list[dict], device: torch.device) -> dict[str, float]:
-    pe, pe_reg = estimate(model, pairs, device)
+def validate(model: HomographyModel, pairs: list[dict]) -> dict[str, float]:
+    pe, pe_reg = estimate(model, pairs)
     return {"val_pe_mean": float(pe.mean()), "val_pe_regression_mean": float(pe_reg.mean()),
             "val_sr3": success_rates(pe)["3"]}  # fmt: skip
 
 
-def estimate(model: HomographyModel, pairs: list[dict], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Corner errors of the full model and of its regression stage alone on labelled pairs."""
+def estimate(model: HomographyModel, pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Corner errors of the full model and of its regression stage alone on labelled pairs (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     stack = lambda key: torch.as_tensor(np.stack([p[key] for p in pairs]), device=device)  # noqa: E731
     out = model(stack("input")[:, None], stack("template")[:, None])
     corners = stack("corners").double()
     return corner_error(out["h"], corners).cpu().numpy(), corner_error(out["h_regression"], corners).cpu().numpy()
 
 
-def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, device: torch.device, init: dict | None) -> dict:
+def _card(args: argparse.Namespace, t: Training, metrics: dict, facts: dict) -> dict:
+    """The model card; `facts`: what the run found before training (photo split, starting model, device)."""
     dlc_block: dict = {"enabled": False, "baseline": f"DeepLK convex loss, weight {args.convex_weight}"}
     if t.dlc is not None:
         dlc_block = {**t.dlc.config.card(), "noise": EntryChart().card()}
@@ -129,21 +131,19 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, split: dict, dev
         "preprocess": {"input": "192x192 grey [0, 1]", "template": "128x128 grey [0, 1]", "h": "template px -> input px"},
         "dlc": dlc_block,
         "train": {
-            "images": args.images, **split, "init": init, "multimodal": args.multimodal, "augment": args.augment,
-            "regression_steps": args.regression_steps,
-            "steps": args.steps, "done_steps": t.step, "batch_size": args.batch_size, "lr": args.lr,
-            "regression_lr": args.regression_lr, "seed": args.seed, "command": args.command,
-            "git_commit": common.git_commit(), "torch": torch.__version__, "device": device.type, "wall_s": round(t.wall_s, 1),
-            "date": common.now_iso(),
+            "images": args.images, **facts, "multimodal": args.multimodal, "augment": args.augment,
+            "regression_steps": args.regression_steps, "steps": args.steps, "done_steps": t.step,
+            "batch_size": args.batch_size, "lr": args.lr, "regression_lr": args.regression_lr, "seed": args.seed,
+            "command": args.command, "git_commit": common.git_commit(), "torch": torch.__version__,
+            "wall_s": round(t.wall_s, 1), "date": common.now_iso(),
         },
         "metrics": metrics,
     }  # fmt: skip
 
 
-def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], split: dict, device: torch.device,
-          init: dict | None) -> None:  # fmt: skip
-    metrics = validate(t.model, val, device)
-    common.save_progress(out, t, metrics, _card(args, t, metrics, split, device, init), args, RESUME_KEYS, OPTIMISERS)
+def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], facts: dict) -> None:
+    metrics = validate(t.model, val)
+    common.save_progress(out, t, metrics, _card(args, t, metrics, facts), args, RESUME_KEYS, OPTIMISERS)
 
 
 def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[HomographyModel, dict | None]:
@@ -153,7 +153,8 @@ def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[Homog
         return HomographyModel(model_config(args)).to(device), None
     model, card = load_homography_model(args.init, device)
     if model.config.channels != args.channels:
-        raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, --channels is {args.channels}")
+        raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, "
+                         f"--channels is {args.channels}")  # fmt: skip
     return model.train(), {"model": args.init, "sha256": card["sha256"], "git_commit": card["train"].get("git_commit")}
 
 
@@ -162,11 +163,12 @@ def train(args: argparse.Namespace) -> int:
     common.seed_everything(args.seed)
     device = common.resolve_device(args.device)
     train_photos, test_photos = split_photos(args.images)
-    split = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos]}
     data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
     val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
            for i in range(VAL_PAIRS)]  # fmt: skip
     model, init = initial_model(args, device)
+    facts = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos],
+             "init": init, "device": device.type}  # fmt: skip
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
     features = list(model.input_features.parameters()) + list(model.template_features.parameters())
     t = Training(model, dlc, torch.optim.Adam(model.regression.parameters(), lr=args.regression_lr),
@@ -185,7 +187,8 @@ def train(args: argparse.Namespace) -> int:
     while t.step < total:
         t.epoch = epoch = t.step // per_epoch
         stage = "regression" if t.step < args.regression_steps else "features"
-        bar = common.progress(batches(data, args.batch_size, epoch, args.workers), per_epoch, f"{stage} epoch {epoch + 1}")
+        loader = batches(data, args.batch_size, epoch, args.workers)
+        bar = common.progress(loader, per_epoch, f"{stage} epoch {epoch + 1}")
         for i, batch in enumerate(bar):
             if i < t.step % per_epoch:
                 continue  # resuming inside an epoch
@@ -201,7 +204,7 @@ def train(args: argparse.Namespace) -> int:
                 break
         t.wall_s += time.time() - started
         started = time.time()
-        _save(out, args, t, val, split, device, init)
+        _save(out, args, t, val, facts)
     print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
     return 0
 
