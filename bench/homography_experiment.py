@@ -7,7 +7,8 @@ test set; the results file has every run's PE and success rates, the mean ± std
 
     .venv/bin/python bench/homography_experiment.py --name homography --seeds 0,1,2 --regression-steps 600 --steps 600
 
-On a GPU machine, train all runs at once and evaluate later on the CPU (the evaluation reuses the trained folders):
+On a GPU machine, train all runs at once and evaluate later on the CPU (the evaluation reuses the trained folders;
+--eval-only when a time limit stopped the training, each row then says how many steps its run had):
 
     python3 bench/homography_experiment.py --name homography --regression-steps 4000 --steps 1000 --batch-size 32 \
         --pairs-per-epoch 3200 --device cuda --workers 2 --parallel --train-only
@@ -33,18 +34,45 @@ SR = ("0.1", "0.5", "1", "3", "5", "10", "20")
 
 
 def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
-    """Train (or finish training) one arm with one seed; returns its model card."""
+    """Train (or finish training) one arm with one seed; returns its model card. With --shared-regression the arm
+    "regression" trains only the regression network and the other arms only their pyramids."""
+    steps = (args.regression_steps, args.steps)
+    if args.shared_regression:
+        steps = (args.regression_steps, 0) if arm == "regression" else (0, args.steps)
+    flags = ["--no-dlc"] if arm == "regression" else ARMS[arm]
     card_path = folder / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    if card.get("train", {}).get("done_steps", 0) < args.regression_steps + args.steps:
+    if args.eval_only and not card:
+        sys.exit(f"--eval-only: {folder} has no trained model")
+    if card.get("train", {}).get("done_steps", 0) < sum(steps) and not args.eval_only:
         cmd = [*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
-               "--regression-steps", str(args.regression_steps), "--steps", str(args.steps), *ARMS[arm],
+               "--regression-steps", str(steps[0]), "--steps", str(steps[1]), *flags,
                "--batch-size", str(args.batch_size), "--pairs-per-epoch", str(args.pairs_per_epoch),
                "--device", args.device, "--workers", str(args.workers), "--lr", str(args.lr),
                *(["--init", args.init] if args.init else [])]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
+
+
+def compose(runs: list[dict], root: Path, args: argparse.Namespace) -> list[dict]:
+    """--shared-regression: each arm's pyramids with its seed's regression network, in root/composed/<arm>_seed<s>
+    (``dlc train homography --init --regression-from``, no steps); the card's steps and wall time are the sum."""
+    regression = {r["seed"]: r for r in runs if r["arm"] == "regression"}
+    composed = []
+    (root / "composed").mkdir(exist_ok=True)
+    for r in (r for r in runs if r["arm"] != "regression"):
+        folder, donor = root / "composed" / r["folder"].name, regression[r["seed"]]
+        if not (folder / "model_card.json").is_file():
+            run([*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(r["seed"]),
+                 "--init", str(r["folder"]), "--regression-from", str(donor["folder"]), "--regression-steps", "0",
+                 "--steps", "0", *ARMS[r["arm"]]], folder.parent / f"{folder.name}.log")  # fmt: skip
+        card = json.loads((folder / "model_card.json").read_text())
+        parts = [donor["card"]["train"], r["card"]["train"]]
+        card["train"] = {**r["card"]["train"], "done_steps": sum(t["done_steps"] for t in parts),
+                         "wall_s": round(sum(t["wall_s"] for t in parts), 1)}  # fmt: skip
+        composed.append({**r, "folder": folder, "card": card})
+    return composed
 
 
 def evaluate(folder: Path, sha256: str | None, test: str, args: argparse.Namespace) -> dict:
@@ -82,11 +110,17 @@ def main() -> None:
     p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
     p.add_argument("--runs", default="runs")
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate the runs as they are (e.g. stopped by a time limit; each row records its steps)")
+    p.add_argument("--shared-regression", action="store_true",
+                   help="one regression run per seed, composed with every arm's pyramids (the stages are independent)")
     args = p.parse_args()
     arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
-    runs = train_arms(root, arms, seeds, lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps",
-                      args.parallel)  # fmt: skip
+    runs = train_arms(root, ["regression", *arms] if args.shared_regression else arms, seeds,
+                      lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps", args.parallel)  # fmt: skip
+    if args.shared_regression:
+        runs = compose(runs, root, args)
     if args.train_only:
         return
 
@@ -109,7 +143,7 @@ def main() -> None:
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
                    "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"],
                    "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}, "lr": args.lr,
-                   "init": runs[0]["card"]["train"].get("init")},
+                   "init": runs[0]["card"]["train"].get("init"), "shared_regression": args.shared_regression},
         "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip

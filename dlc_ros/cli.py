@@ -215,6 +215,9 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regression-steps", type=_int_at_least(0), default=600,
                    help="stage 1: regression network steps (0 with --init: fine-tune the features only)")
     p.add_argument("--init", default=None, help="start from this trained homography model folder (fine-tuning)")
+    p.add_argument("--regression-from", default=None,
+                   help="take the regression network from this trained model folder (same regression architecture); "
+                        "with no steps: only compose it with --init's pyramids")
     p.add_argument("--steps", type=_int_at_least(0), default=600,
                    help="stage 2: feature pyramid steps (DLC or DeepLK loss; 0 with --init: the regression only)")
     p.add_argument("--batch-size", type=_positive_int, default=8)

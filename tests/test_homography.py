@@ -14,6 +14,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from dlc_core.checkpoint import save_checkpoint
 from dlc_core.dlc_loss import DLCConfig, DLCLoss
 from dlc_core.errors import InputError
 from dlc_core.homography.geometry import (
@@ -273,6 +274,20 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     assert "its pyramids have 4 channels, --channels is 8" in capsys.readouterr().err
     assert main([*fine_tune(tmp_path / "x", "4"), "--steps", "0"]) == 2
     assert "--regression-steps and --steps are both 0: nothing to train" in capsys.readouterr().err
+    # composition: the tuned run's pyramids with the first run's regression, nothing trained further
+    composed = tmp_path / "composed"
+    assert main([*fine_tune(composed, "4"), "--init", str(tuned), "--regression-from", str(out), "--steps", "0"]) == 0
+    weights, card = torch.load(composed / "model.pt"), json.loads((composed / "model_card.json").read_text())
+    donor = torch.load(out / "model.pt")
+    assert all(torch.equal(weights[k], (donor if k.startswith("regression.") else after)[k]) for k in weights)
+    assert card["train"]["regression_from"]["sha256"] == json.loads((out / "model_card.json").read_text())["sha256"]
+    assert card["train"]["init"]["sha256"] == json.loads((tuned / "model_card.json").read_text())["sha256"]
+    assert card["train"]["done_steps"] == 0
+    other = HomographyModel(HomographyConfig(channels=4, regression_grid=1, regression_hidden=0))  # the first head
+    save_checkpoint(tmp_path / "other", other.state_dict(), {**card, "config": other.config.card()})
+    capsys.readouterr()
+    assert main([*fine_tune(tmp_path / "x", "4"), "--regression-from", str(tmp_path / "other")]) == 2
+    assert "its regression network ((32, 64, 128, 128), 1, 0) differs from this model's ((32, 64, 128, 128), 4, 256)" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

@@ -7,8 +7,10 @@ DLC hinges (EntryChart, through the shared DLCLoss) or DeepLK's convexity terms 
 arms. All levels train together rather than stage by stage (a CPU budget). Training pairs come from random
 windows of the training photos (--augment, default on); --workers processes make them while the device trains.
 --init DIR starts from a trained model instead (with --regression-steps 0: fine-tune the feature pyramids only, as
-PRISE fine-tunes DeepLK). Validation: corner error of the full model (regression + LK) on fixed, unaugmented pairs
-from the training photos; the test photos are never seen in training.
+PRISE fine-tunes DeepLK); --regression-from DIR takes the regression network from another run (the two stages
+never see each other, so a seed's arms can share one regression run; with no steps this only composes).
+Validation: corner error of the full model (regression + LK) on fixed, unaugmented pairs from the training photos;
+the test photos are never seen in training.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from . import common
 from .registration import dlc_config
 
 VAL_PAIRS = 32
-RESUME_KEYS = ("images", "init", "multimodal", "augment", "dlc", "batch_size", "seed", "channels", "lr", "regression_lr",
-               "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
+RESUME_KEYS = ("images", "init", "regression_from", "multimodal", "augment", "dlc", "batch_size", "seed", "channels",
+               "lr", "regression_lr", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, facts: dict) -> 
     return {
         "task": "homography",
         "backbone": "deeplk",
-        "config": model_config(args).card(),
+        "config": t.model.config.card(),
         "preprocess": {"input": "192x192 grey [0, 1]", "template": "128x128 grey [0, 1]", "h": "template px -> input px"},
         "dlc": dlc_block,
         "train": {
@@ -146,16 +148,34 @@ def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], fac
     common.save_progress(out, t, metrics, _card(args, t, metrics, facts), args, RESUME_KEYS, OPTIMISERS)
 
 
-def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[HomographyModel, dict | None]:
-    """A fresh model, or (--init DIR) a trained one to fine-tune, as PRISE fine-tunes DeepLK; and what it started
-    from, for the card."""
-    if not args.init:
-        return HomographyModel(model_config(args)).to(device), None
-    model, card = load_homography_model(args.init, device)
-    if model.config.channels != args.channels:
-        raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, "
-                         f"--channels is {args.channels}")  # fmt: skip
-    return model.train(), {"model": args.init, "sha256": card["sha256"], "git_commit": card["train"].get("git_commit")}
+def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[HomographyModel, dict]:
+    """A fresh model, or (--init DIR) a trained one to fine-tune, as PRISE fine-tunes DeepLK; with
+    --regression-from DIR, its regression network replaces the model's (the two stages are independent, so one
+    regression can serve every arm of a seed). Returns the model and what it started from, for the card."""
+    model, started = HomographyModel(model_config(args)).to(device), {"init": None}
+    if args.init:
+        model, card = load_homography_model(args.init, device)
+        if model.config.channels != args.channels:
+            raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, "
+                             f"--channels is {args.channels}")  # fmt: skip
+        started["init"] = provenance(args.init, card)
+    if args.regression_from:
+        donor, card = load_homography_model(args.regression_from, device)
+        if regression_shape(donor.config) != regression_shape(model.config):
+            raise InputError(f"--regression-from {args.regression_from}: its regression network "
+                             f"{regression_shape(donor.config)} differs from this model's {regression_shape(model.config)}")
+        model.regression.load_state_dict(donor.regression.state_dict())
+        started["regression_from"] = provenance(args.regression_from, card)
+    return model.train(), started
+
+
+def provenance(folder: str, card: dict) -> dict:
+    return {"model": folder, "sha256": card["sha256"], "git_commit": card["train"].get("git_commit"),
+            "done_steps": card["train"]["done_steps"], "wall_s": card["train"]["wall_s"]}  # fmt: skip
+
+
+def regression_shape(config: HomographyConfig) -> tuple:
+    return config.regression_channels, config.regression_grid, config.regression_hidden
 
 
 def train(args: argparse.Namespace) -> int:
@@ -166,9 +186,9 @@ def train(args: argparse.Namespace) -> int:
     data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
     val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
            for i in range(VAL_PAIRS)]  # fmt: skip
-    model, init = initial_model(args, device)
+    model, started = initial_model(args, device)
     facts = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos],
-             "init": init, "device": device.type}  # fmt: skip
+             **started, "device": device.type}  # fmt: skip
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
     features = list(model.input_features.parameters()) + list(model.template_features.parameters())
     t = Training(model, dlc, torch.optim.Adam(model.regression.parameters(), lr=args.regression_lr),
@@ -178,7 +198,7 @@ def train(args: argparse.Namespace) -> int:
     if args.resume:
         common.resume(t, out, args, RESUME_KEYS, OPTIMISERS)
     total = args.regression_steps + args.steps
-    if total == 0:
+    if total == 0 and not args.regression_from:
         raise InputError("--regression-steps and --steps are both 0: nothing to train")
     per_epoch = args.pairs_per_epoch // args.batch_size
     if per_epoch == 0:
@@ -204,6 +224,8 @@ def train(args: argparse.Namespace) -> int:
                 break
         t.wall_s += time.time() - started
         started = time.time()
+        _save(out, args, t, val, facts)
+    if total == 0:  # --regression-from alone: the composed model, untrained further
         _save(out, args, t, val, facts)
     print(f"saved {out}/model.pt and model_card.json after {t.step} steps", flush=True)
     return 0

@@ -27,7 +27,9 @@ class HomographyConfig:
     """Constructor and inference settings, as recorded in the model card."""
 
     channels: int = 16
-    regression_channels: tuple[int, ...] = (16, 32, 64, 64)
+    regression_channels: tuple[int, ...] = (32, 64, 128, 128)
+    regression_grid: int = 4  # the last feature map is pooled to grid x grid cells, keeping where things are
+    regression_hidden: int = 256  # width of the hidden layer of the corner head; 0: one linear layer
     lk_iters: int = 30
     lk_stop_px: float = 0.01
 
@@ -46,16 +48,23 @@ def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class RegressionNet(nn.Module):
-    """Input and zero-padded template stacked as 2 channels -> corner offsets (px) from the nominal square -> H."""
+    """Input and zero-padded template stacked as 2 channels -> corner offsets (px) from the nominal square -> H.
+    The features are pooled to a grid rather than to one vector: where a structure sits is what the corners need
+    (a 1x1 pool left the held-out corner error at the untrained 23 px after 1,000 CPU steps; a 4x4 grid, 20 px)."""
 
-    def __init__(self, channels: tuple[int, ...]) -> None:
+    def __init__(self, channels: tuple[int, ...], grid: int, hidden: int) -> None:
         super().__init__()
         layers, cin = [], 2
         for c in channels:
             layers += [conv(cin, c, 2), conv(c, c)]
             cin = c
-        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(cin, 8)
+        layers += [nn.AdaptiveAvgPool2d(grid), nn.Flatten()]
+        width = cin * grid * grid
+        if hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 8)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -107,7 +116,7 @@ class HomographyModel(nn.Module):
     def __init__(self, config: HomographyConfig) -> None:
         super().__init__()
         self.config = config
-        self.regression = RegressionNet(config.regression_channels)
+        self.regression = RegressionNet(config.regression_channels, config.regression_grid, config.regression_hidden)
         self.input_features = FeaturePyramid(config.channels)
         self.template_features = FeaturePyramid(config.channels)
 
