@@ -49,7 +49,7 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
                "--regression-steps", str(steps[0]), "--steps", str(steps[1]), *flags,
                "--batch-size", str(args.batch_size), "--pairs-per-epoch", str(args.pairs_per_epoch),
                "--device", args.device, "--workers", str(args.workers), "--lr", str(args.lr),
-               *(["--init", args.init] if args.init else [])]  # fmt: skip
+               *(["--init", args.init] if args.init else []), *(["--pairs-on-device"] if args.pairs_on_device else [])]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device")
     p.add_argument("--workers", type=int, default=0, help="pair-making processes per training run")
     p.add_argument("--parallel", action="store_true", help="train all arms and seeds at once (one GPU)")
+    p.add_argument("--pairs-on-device", action="store_true", help="training pairs made on --device (few host cores)")
     p.add_argument("--pairs", type=int, default=200, help="pairs per test set")
     p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
     p.add_argument("--runs", default="runs")

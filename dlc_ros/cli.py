@@ -229,6 +229,8 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="pairs from random windows of the photos, mirrored half the time (default on)")
     p.add_argument("--workers", type=_int_at_least(0), default=0, help="processes making pairs beside the trainer (default 0: inline)")
+    p.add_argument("--pairs-on-device", action="store_true",
+                   help="make the training pairs on --device (a GPU with few host cores); single-modal only")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     _add_common(p)
     _add_dlc_flags(p)

@@ -21,6 +21,7 @@ from dlc_core.homography.geometry import (
     NOMINAL_CORNERS,
     TEMPLATE_CORNERS,
     corner_error,
+    corners_of,
     homography_from_corners,
     project,
     rescale,
@@ -29,7 +30,7 @@ from dlc_core.homography.geometry import (
 from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
 from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
-from dlc_core.homography.pairs import (PairDataset, make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
+from dlc_core.homography.pairs import (DevicePairs, PairDataset, make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
                                        split_photos)
 from dlc_core.homography.sift import nominal, sift_homography
 from dlc_ros.cli import main
@@ -245,6 +246,20 @@ def test_success_rates() -> None:
     assert sr["0.1"] == 20.0 and sr["1"] == 40.0 and sr["3"] == 60.0 and sr["20"] == 80.0
 
 
+def test_device_pairs_are_labelled_exactly_and_repeat_by_epoch(homography_data: Path) -> None:
+    """Pairs made with torch (for a GPU) follow make_pair's protocol: the template is the input sampled at H (checked
+    with make_pair's own sampler), the corners are H's, and a (seed, epoch) gives the same batch again."""
+    photos = sorted((homography_data / "photos").glob("*.jpg"))[:3]
+    pairs = DevicePairs(photos, seed=5, augment=True, device=torch.device("cpu"))
+    first, again, other = (next(iter(pairs.epoch(e, 1, 4))) for e in (0, 0, 1))
+    for i in range(4):
+        h = first["H"][i].double()
+        np.testing.assert_allclose(first["template"][i].numpy(), sample_template(first["input"][i].numpy(), h.numpy()), atol=1e-5)
+        np.testing.assert_allclose(corners_of(h).numpy(), first["corners"][i].numpy(), atol=1e-3)
+        assert (first["corners"][i] - torch.as_tensor(NOMINAL_CORNERS)).abs().max() <= 32
+    assert all(torch.equal(first[k], again[k]) for k in first) and not torch.equal(first["input"], other["input"])
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -257,6 +272,12 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     card = json.loads((out / "model_card.json").read_text())
     assert card["task"] == "homography" and card["train"]["done_steps"] == 3
     assert main([*tiny, "--steps", "2", "--resume"]) == 0  # one more feature step
+    on_device = [*tiny[:5], str(tmp_path / "on_device"), *tiny[6:], "--steps", "1", "--pairs-on-device"]
+    assert main(on_device) == 0
+    assert json.loads((tmp_path / "on_device" / "model_card.json").read_text())["train"]["pairs_on_device"] is True
+    capsys.readouterr()
+    assert main([*on_device, "--multimodal"]) == 2
+    assert "--pairs-on-device makes single-modal pairs only" in capsys.readouterr().err
     assert json.loads((out / "model_card.json").read_text())["train"]["done_steps"] == 4
     assert set(card["train"]["held_out_photos"]) == {"chelsea.jpg", "flower.jpg", "grace_hopper.jpg", "rocket.jpg"}
     tuned = tmp_path / "tuned"

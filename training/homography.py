@@ -5,7 +5,8 @@ Training has two stages, as in DeepLK: first the regression network (smooth-L1 o
 then the feature pyramids (--steps) on the LK objective at the true H summed over the 3 levels, plus either the
 DLC hinges (EntryChart, through the shared DLCLoss) or DeepLK's convexity terms — the only difference between the
 arms. All levels train together rather than stage by stage (a CPU budget). Training pairs come from random
-windows of the training photos (--augment, default on); --workers processes make them while the device trains.
+windows of the training photos (--augment, default on); --workers processes make them while the device trains, or
+(--pairs-on-device) the training device makes them itself, for a GPU whose host has few cores.
 --init DIR starts from a trained model instead (with --regression-steps 0: fine-tune the feature pyramids only, as
 PRISE fine-tunes DeepLK); --regression-from DIR takes the regression network from another run (the two stages
 never see each other, so a seed's arms can share one regression run; with no steps this only composes).
@@ -31,7 +32,7 @@ from dlc_core.errors import InputError
 from dlc_core.homography.geometry import corner_error, success_rates
 from dlc_core.homography.model import HomographyConfig, HomographyModel, load_homography_model
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
-from dlc_core.homography.pairs import DLKSample, PairDataset, make_pair, read_dlk, read_grey, split_photos
+from dlc_core.homography.pairs import DevicePairs, DLKSample, PairDataset, make_pair, read_dlk, read_grey, split_photos
 from dlc_core.homography.sift import sift_homography
 
 from . import common
@@ -39,7 +40,8 @@ from .registration import dlc_config
 
 VAL_PAIRS = 32
 RESUME_KEYS = ("images", "init", "regression_from", "multimodal", "augment", "dlc", "batch_size", "seed", "channels",
-               "lr", "regression_lr", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch")  # fmt: skip
+               "lr", "regression_lr", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch",
+               "pairs_on_device")  # fmt: skip
 
 
 @dataclass
@@ -134,6 +136,7 @@ def _card(args: argparse.Namespace, t: Training, metrics: dict, facts: dict) -> 
         "dlc": dlc_block,
         "train": {
             "images": args.images, **facts, "multimodal": args.multimodal, "augment": args.augment,
+            "pairs_on_device": args.pairs_on_device,
             "regression_steps": args.regression_steps, "steps": args.steps, "done_steps": t.step,
             "batch_size": args.batch_size, "lr": args.lr, "regression_lr": args.regression_lr, "seed": args.seed,
             "command": args.command, "git_commit": common.git_commit(), "torch": torch.__version__,
@@ -183,7 +186,10 @@ def train(args: argparse.Namespace) -> int:
     common.seed_everything(args.seed)
     device = common.resolve_device(args.device)
     train_photos, test_photos = split_photos(args.images)
+    if args.pairs_on_device and args.multimodal:
+        raise InputError("--pairs-on-device makes single-modal pairs only; drop it for --multimodal")
     data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
+    on_device = DevicePairs(train_photos, args.seed, args.augment, device) if args.pairs_on_device else None
     val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
            for i in range(VAL_PAIRS)]  # fmt: skip
     model, started = initial_model(args, device)
@@ -207,7 +213,10 @@ def train(args: argparse.Namespace) -> int:
     while t.step < total:
         t.epoch = epoch = t.step // per_epoch
         stage = "regression" if t.step < args.regression_steps else "features"
-        loader = batches(data, args.batch_size, epoch, args.workers)
+        if on_device:
+            loader = on_device.epoch(epoch, per_epoch, args.batch_size)
+        else:
+            loader = batches(data, args.batch_size, epoch, args.workers)
         bar = common.progress(loader, per_epoch, f"{stage} epoch {epoch + 1}")
         for i, batch in enumerate(bar):
             if i < t.step % per_epoch:

@@ -18,15 +18,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
+from torch import Tensor
 
 from ..errors import InputError
 from ..images import BT601
 from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, homography_from_corners
+from .lk import warp
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 RESIZED = (240, 320)  # rows, columns (MSCOCO protocol)
@@ -127,6 +131,52 @@ class PairDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         pair = make_pair(self.greys[i % len(self.greys)], rng, self.multimodal, self.augment)
         return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in pair.items()}
+
+
+class DevicePairs:
+    """Training pairs made on the training device, a batch at a time, by the protocol of make_pair (random window
+    and mirror, antialiased resize to 240x320, random 192x192 crop, corner offsets, the template sampled at H): for a
+    GPU whose host has few cores, where make_pair's ~2 ms per pair on a CPU core starves the trainer. Single-modal
+    only; the resize (torch's antialiased bilinear) differs slightly from PIL's, so evaluation keeps make_pair."""
+
+    def __init__(self, photos: list[Path], seed: int, augment: bool, device: torch.device) -> None:
+        if not photos:
+            raise InputError("no photos to make pairs from")
+        self.greys = [torch.as_tensor(read_grey(p), device=device)[None, None] for p in photos]
+        self.seed, self.augment, self.device = seed, augment, device
+        self.generator = torch.Generator()
+
+    def epoch(self, epoch: int, batches: int, size: int) -> Iterator[dict[str, Tensor]]:
+        """`batches` batches of `size` pairs, the same for the same (seed, epoch), as PairDataset.set_epoch."""
+        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+        return (self.batch(size) for _ in range(batches))
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * torch.rand((), generator=self.generator).item()
+
+    def _int(self, low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (), generator=self.generator))
+
+    def _crop(self) -> Tensor:
+        grey = self.greys[self._int(0, len(self.greys) - 1)]
+        if self.augment:
+            rows, cols = (max(2, round(n * self._uniform(0.5, 1.0))) for n in grey.shape[-2:])
+            r0, c0 = self._int(0, grey.shape[-2] - rows), self._int(0, grey.shape[-1] - cols)
+            grey = grey[..., r0 : r0 + rows, c0 : c0 + cols]
+            grey = grey.flip(-1) if self._uniform(0, 1) < 0.5 else grey
+        big = F.interpolate(grey, size=RESIZED, mode="bilinear", antialias=True, align_corners=False)
+        r0, c0 = self._int(0, RESIZED[0] - INPUT_SIDE), self._int(0, RESIZED[1] - INPUT_SIDE)
+        return big[..., r0 : r0 + INPUT_SIDE, c0 : c0 + INPUT_SIDE]
+
+    def batch(self, size: int) -> dict[str, Tensor]:
+        """{'input' (B, 192, 192), 'template' (B, 128, 128), 'corners' (B, 4, 2), 'H' (B, 3, 3)}, float32."""
+        crops = torch.cat([self._crop() for _ in range(size)])
+        offsets = torch.randint(-MAX_SHIFT, MAX_SHIFT, (size, 4, 2), generator=self.generator).to(self.device)
+        corners = torch.as_tensor(NOMINAL_CORNERS, device=self.device) + offsets
+        h = homography_from_corners(corners)
+        template = warp(crops, h, (TEMPLATE_SIDE, TEMPLATE_SIDE))
+        as32 = lambda t: t.to(torch.float32)  # noqa: E731
+        return {"input": as32(crops[:, 0]), "template": as32(template[:, 0]), "corners": as32(corners), "H": as32(h)}
 
 
 # ---------------------------------------------------------------- DeepLK / PRISE on-disk format
