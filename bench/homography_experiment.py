@@ -120,6 +120,10 @@ def main() -> None:
     root = run_root(args.runs, args.name)
     runs = train_arms(root, ["regression", *arms] if args.shared_regression else arms, seeds,
                       lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps", args.parallel)  # fmt: skip
+    trained = {arm: {"done_steps": [r["card"]["train"]["done_steps"] for r in runs if r["arm"] == arm],
+                     **{k: runs[[r["arm"] for r in runs].index(arm)]["card"]["train"].get(k)
+                        for k in ("batch_size", "pairs_on_device")}}
+               for arm in dict.fromkeys(r["arm"] for r in runs)}  # as run: a time limit may have stopped a run early
     if args.shared_regression:
         runs = compose(runs, root, args)
     if args.train_only:
@@ -144,7 +148,8 @@ def main() -> None:
         "budget": {"regression_steps": args.regression_steps, "steps": args.steps, "seeds": seeds,
                    "batch_size": runs[0]["card"]["train"]["batch_size"], "config": runs[0]["card"]["config"],
                    "dlc": {r["arm"]: r["card"]["dlc"] for r in runs}, "lr": args.lr,
-                   "init": runs[0]["card"]["train"].get("init"), "shared_regression": args.shared_regression},
+                   "init": runs[0]["card"]["train"].get("init"), "shared_regression": args.shared_regression,
+                   "trained": trained},
         "data": f"{args.pairs} pairs per test set from the held-out photos {runs[0]['card']['train']['held_out_photos']}",
         "summary": summary, "runs": rows,
     })  # fmt: skip

@@ -97,9 +97,14 @@ def homography_table(name: str, title: str) -> list[str]:
     b = r["budget"]
     trained = next(x for x in r["runs"] if x.get("train_device"))
     start = f"from `{b['init']['model']}`, " if b.get("init") else ""
-    heading = (f"**{title}** — {start}{b['regression_steps']} regression + {b['steps']} feature steps of batch "
-               f"{b['batch_size']}, seeds {', '.join(map(str, b['seeds']))}, trained on {trained['train_device']} (torch "
-               f"{trained['train_torch']}); {r['data']}. PE in px, SR in % of pairs, time per pair on the CPU below.")  # fmt: skip
+    budget = f"{b['regression_steps']} regression + {b['steps']} feature steps of batch {b['batch_size']}"
+    if b.get("trained"):  # steps as run, per arm and seed (a time limit may have stopped runs early)
+        budget = "steps done per seed: " + "; ".join(
+            f"{arm} {'/'.join(map(str, t['done_steps']))} (batch {t['batch_size']}"
+            f"{', pairs made on the GPU' if t.get('pairs_on_device') else ''})" for arm, t in b["trained"].items())
+    heading = (f"**{title}** — {start}{budget}, seeds {', '.join(map(str, b['seeds']))}, trained on "
+               f"{trained['train_device']} (torch {trained['train_torch']}); {r['data']}. PE in px, SR in % of pairs, "
+               "time per pair on the CPU below.")  # fmt: skip
     columns = ["method", "test pairs", "PE mean", "PE median", "SR < 0.5", "SR < 1", "SR < 3", "SR < 10", "LK diverged", "ms"]
     rows = [[s["arm"], s["test"], *(pm(s[k], ".1f") for k in ("pe_mean", "pe_median", "sr_0.5", "sr_1", "sr_3", "sr_10")),
              f"{pm(s['lk_diverged_rate'], '.0f', 100)}%", pm(s["time_ms_median"], ".0f")] for s in r["summary"]]  # fmt: skip
@@ -173,6 +178,7 @@ def main() -> None:
     out += homography_table("homography", "Homography, DLC vs DeepLK's loss")
     out += homography_table("homography_finetune", "Homography, fine-tuning the shipped model's pyramids")
     out += homography_table("homography_regression", "Homography, 4,000 more regression steps for the shipped model")
+    out += homography_table("homography_v3", "Homography, a grid-pooled regression trained on the GPU's own pairs")
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")

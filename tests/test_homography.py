@@ -308,7 +308,7 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     save_checkpoint(tmp_path / "other", other.state_dict(), {**card, "config": other.config.card()})
     capsys.readouterr()
     assert main([*fine_tune(tmp_path / "x", "4"), "--regression-from", str(tmp_path / "other")]) == 2
-    assert "its regression network ((32, 64, 128, 128), 1, 0) differs from this model's ((32, 64, 128, 128), 4, 256)" in capsys.readouterr().err
+    assert "its regression network ((32, 64, 128, 128), 1, 0, True) differs from this model's ((32, 64, 128, 128), 4, 256, True)" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

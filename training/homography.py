@@ -178,7 +178,7 @@ def provenance(folder: str, card: dict) -> dict:
 
 
 def regression_shape(config: HomographyConfig) -> tuple:
-    return config.regression_channels, config.regression_grid, config.regression_hidden
+    return config.regression_channels, config.regression_grid, config.regression_hidden, config.regression_norm
 
 
 def train(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ class HomographyConfig:
     regression_channels: tuple[int, ...] = (32, 64, 128, 128)
     regression_grid: int = 4  # the last feature map is pooled to grid x grid cells, keeping where things are
     regression_hidden: int = 256  # width of the hidden layer of the corner head; 0: one linear layer
+    regression_norm: bool = True  # LayerNorm before the hidden ReLU, so the units cannot all die
     lk_iters: int = 30
     lk_stop_px: float = 0.01
 
@@ -49,10 +50,11 @@ def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 class RegressionNet(nn.Module):
     """Input and zero-padded template stacked as 2 channels -> corner offsets (px) from the nominal square -> H.
-    The features are pooled to a grid rather than to one vector: where a structure sits is what the corners need
-    (a 1x1 pool left the held-out corner error at the untrained 23 px after 1,000 CPU steps; a 4x4 grid, 20 px)."""
+    The features are pooled to a grid rather than to one vector: where a structure sits is what the corners need.
+    Without `norm`, the hidden ReLUs died in training on a GPU: all 256 in one seed, all but 9-10 in two others
+    (bench/results/regression_units.json); normalised pre-activations keep about half of them firing per pair."""
 
-    def __init__(self, channels: tuple[int, ...], grid: int, hidden: int) -> None:
+    def __init__(self, channels: tuple[int, ...], grid: int, hidden: int, norm: bool) -> None:
         super().__init__()
         layers, cin = [], 2
         for c in channels:
@@ -61,7 +63,7 @@ class RegressionNet(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(grid), nn.Flatten()]
         width = cin * grid * grid
         if hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, hidden), *([nn.LayerNorm(hidden)] if norm else []), nn.ReLU(inplace=True)]
             width = hidden
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, 8)
@@ -116,7 +118,8 @@ class HomographyModel(nn.Module):
     def __init__(self, config: HomographyConfig) -> None:
         super().__init__()
         self.config = config
-        self.regression = RegressionNet(config.regression_channels, config.regression_grid, config.regression_hidden)
+        self.regression = RegressionNet(config.regression_channels, config.regression_grid, config.regression_hidden,
+                                        config.regression_norm)
         self.input_features = FeaturePyramid(config.channels)
         self.template_features = FeaturePyramid(config.channels)
 
