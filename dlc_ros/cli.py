@@ -99,7 +99,9 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
         "Train DCP or DLC+DCP on object registration pairs.",
         "dlc train registration --data shapes --dlc --out runs/dlc_dcp --epochs 10 --steps 2000",
     )
-    p.add_argument("--data", default="shapes", help="data SPEC: shapes | modelnet40:PATH (default shapes)")
+    p.add_argument("--data", default="shapes",
+                   help="data SPEC: shapes | modelnet40:PATH | kitti:ROOT and/or sim:DIR joined with '+' | cache:FILE.npz "
+                        "(dlc cache scans) (default shapes)")  # fmt: skip
     p.add_argument("--protocol", default="clean", choices=("clean", "noisy", "unseen", "partial"))
     p.add_argument("--out", required=True, help="output model folder (model.pt, model_card.json, train_state.pt)")
     p.add_argument("--backbone", default="dcp", choices=("dcp", "dcp-pointnet", "prnet"),
@@ -137,18 +139,38 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--noise-trans", type=float, default=0.1, help="σ of the Gaussian noise on each translation axis")
     r.add_argument("--landscape", default="label", choices=("label", "procrustes", "rerun"),
                    help="L_θ(p; x) the hinges use (default label: the pick of the D1 comparison, README)")
+    s = _add_scan_flags(p, training=True)
+    s.add_argument("--scale", type=float, default=40.0, help="network input: divide coordinates by this (m)")
+    p.set_defaults(handler=_lazy("training.registration", "train"))
+
+
+def _add_scan_flags(p: argparse.ArgumentParser, training: bool) -> argparse._ArgumentGroup:
+    """The LiDAR scan selection and candidate preprocessing flags, shared by dlc train registration and dlc cache scans."""
     s = p.add_argument_group("LiDAR scans (data kitti:ROOT and/or sim:DIR, joined with '+')")
     s.add_argument("--kitti-sequences", type=_csv(str), default=["10"], help="KITTI sequences to train on (default 10)")
     s.add_argument("--val-sequences", type=_csv(str), default=["01", "02"], help="held-out KITTI sequences (01,02)")
     s.add_argument("--poses-name", default=None, help="per-sequence pose file, e.g. poses.txt (default ROOT/poses/SS.txt)")
-    s.add_argument("--max-gap", type=_positive_int, default=10, help="pairs (i, i+g) for g = 1..max-gap")
-    s.add_argument("--yaw-deg", type=float, default=30.0, help="yaw augmentation of the source, ± degrees")
+    if training:
+        s.add_argument("--max-gap", type=_positive_int, default=10, help="pairs (i, i+g) for g = 1..max-gap")
+        s.add_argument("--yaw-deg", type=float, default=30.0, help="yaw augmentation of the source, ± degrees")
     s.add_argument("--min-range", type=float, default=3.0, help="crop: drop returns closer than this (m)")
     s.add_argument("--max-range", type=float, default=40.0, help="crop: drop returns farther than this (m)")
     s.add_argument("--ground-z", type=float, default=-1.3, help="network input: drop points below this height (m)")
     s.add_argument("--voxel-size", type=float, default=0.8, help="network input: voxel size (m)")
-    s.add_argument("--scale", type=float, default=40.0, help="network input: divide coordinates by this (m)")
-    p.set_defaults(handler=_lazy("training.registration", "train"))
+    return s
+
+
+def _add_cache(verbs: argparse._SubParsersAction) -> None:
+    cache = verbs.add_parser("cache", help="build data caches", description="Build compact caches of training data.")
+    kinds = cache.add_subparsers(dest="cache", required=True, metavar="KIND")
+    p = _parser(kinds, "scans", "Cache what LiDAR training reads of the scans (each scan's network candidates, the poses, "
+                "the frame numbers) in one .npz, for dlc train registration --data cache:FILE where the scans are not.",
+                "dlc cache scans --data sim:runs/sim+kitti:../shared/data/kitti_mini --poses-name poses.txt "
+                "--kitti-sequences 10 --val-sequences 01,02 --out runs/lidar_cache.npz")  # fmt: skip
+    p.add_argument("--data", required=True, help="scan SPEC, as for dlc train registration: kitti:ROOT and/or sim:DIR, joined with '+'")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="the cache file (written atomically)")
+    _add_scan_flags(p, training=False)
+    p.set_defaults(handler=_lazy("training.registration", "cache_scans"))
 
 
 def _add_train_lstm(sub: argparse._SubParsersAction) -> None:
@@ -438,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_homography(eval_tasks)
     _add_bag(verbs)
     _add_sim(verbs)
+    _add_cache(verbs)
     _add_ros_verbs(verbs)
     _add_landscape(verbs)
     demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")

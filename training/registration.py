@@ -19,7 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dlc_core.atomic import write_json
-from dlc_core.data.registration_data import evaluation_set, parse_spec, parse_specs, training_sets
+from dlc_core.data.kitti import KittiSequence
+from dlc_core.data.registration_data import DataSpec, evaluation_set, parse_spec, parse_specs, training_sets
+from dlc_core.data.scan_cache import CANDIDATE_FIELDS, cache_sequence, read_cache_source, read_scan_cache, write_scan_cache
 from dlc_core.data.scan_pairs import ScanPairDataset, open_sequences
 from dlc_core.dlc_loss import DLCConfig, DLCLoss
 from dlc_core.errors import InputError
@@ -43,7 +45,7 @@ from dlc_core.registration_objective import (
 from . import common
 from .distributed import Rank, launch
 
-TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim")
+TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim", "cache")
 SCAN_SPECS = ("kitti", "sim")
 LR_MILESTONES = (0.3, 0.6, 0.8)  # DCP's 75/150/200 of 250 epochs, as fractions of the planned steps
 # Flags that must match when a run is resumed (the rest, e.g. --epochs or --steps, may change).
@@ -80,10 +82,11 @@ def datasets(args: argparse.Namespace) -> tuple[Dataset, Dataset, dict, float]:
     """(train, validation, the card's preprocess block, the scale that turns network translations into data units).
 
     Object SPECs give DCP-protocol pairs; scan SPECs (``kitti:ROOT``, ``sim:DIR``, joined with '+') give LiDAR
-    pairs, validated on real KITTI sequences (``--val-sequences``) of the kitti root.
+    pairs, validated on real KITTI sequences (``--val-sequences``) of the kitti root; ``cache:FILE`` (``dlc cache
+    scans``) gives the same LiDAR pairs from a scan cache, without the scan files.
     """
     specs = parse_specs(args.data, TRAIN_SPECS)
-    scans = [s for s in specs if s.kind in SCAN_SPECS]
+    scans = [s for s in specs if s.kind in SCAN_SPECS + ("cache",)]
     if not scans:
         if len(specs) > 1:
             raise InputError(f"data spec {args.data!r}: only scan specs (kitti, sim) can be combined with '+'")
@@ -91,15 +94,55 @@ def datasets(args: argparse.Namespace) -> tuple[Dataset, Dataset, dict, float]:
         return train, val, {"num_points": args.num_points, "normalise": "centroid at the origin, max radius 1 (ModelNet40)"}, 1.0
     if len(scans) < len(specs):
         raise InputError(f"data spec {args.data!r}: scan specs (kitti, sim) cannot be mixed with object specs")
-    kitti = [s for s in scans if s.kind == "kitti"]
-    if not kitti:
-        raise InputError(f"data spec {args.data!r}: validation needs real scans: add kitti:ROOT (see --val-sequences)")
     cfg = scan_preprocess(args)
-    train_sequences = [q for s in scans for q in open_sequences(s.kind, s.path, args.kitti_sequences, args.poses_name)]
-    val_sequences = open_sequences("kitti", kitti[0].path, args.val_sequences, args.poses_name)
+    if any(s.kind == "cache" for s in scans):
+        if len(scans) > 1:
+            raise InputError(f"data spec {args.data!r}: cache:FILE stands alone (it holds the training and validation scans)")
+        cache = read_scan_cache(scans[0].path)
+        cache.check(cfg, scan_selection(args))
+        train_sequences, val_sequences = cache.role("train"), cache.role("val")
+    else:
+        train_sequences, val_sequences = scan_sequences(args, scans)
     train = ScanPairDataset(train_sequences, cfg, args.max_gap, args.seed, fixed=False, yaw_deg=args.yaw_deg)
     val = ScanPairDataset(val_sequences, cfg, args.max_gap, args.seed + 1, fixed=True)
     return train, val, cfg.card(), cfg.scale
+
+
+def scan_sequences(args: argparse.Namespace, scans: list[DataSpec]) -> tuple[list[KittiSequence], list[KittiSequence]]:
+    """(training, validation) sequences of scan SPECs: every sim folder and --kitti-sequences of each kitti root for
+    training, --val-sequences of the first kitti root for validation."""
+    kitti = [s for s in scans if s.kind == "kitti"]
+    if not kitti:
+        raise InputError(f"data spec {args.data!r}: validation needs real scans: add kitti:ROOT (see --val-sequences)")
+    train = [q for s in scans for q in open_sequences(s.kind, s.path, args.kitti_sequences, args.poses_name)]
+    return train, open_sequences("kitti", kitti[0].path, args.val_sequences, args.poses_name)
+
+
+def scan_selection(args: argparse.Namespace) -> dict:
+    """The flags that choose which scans a LiDAR run uses (a scan cache records them; a run from it must agree)."""
+    return {"kitti_sequences": list(args.kitti_sequences), "val_sequences": list(args.val_sequences), "poses_name": args.poses_name}
+
+
+def cache_scans(args: argparse.Namespace) -> int:
+    """Entry point of ``dlc cache scans``: the candidates, poses and frames of the training and validation
+    sequences a ``dlc train registration --data SPEC`` run would read, written atomically to one .npz."""
+    scans = parse_specs(args.data, SCAN_SPECS)
+    cfg = ScanPreprocess(**{f: getattr(args, f) for f in CANDIDATE_FIELDS})
+    started = time.perf_counter()
+    train, val = scan_sequences(args, scans)
+    cached = [
+        cache_sequence(seq, role, cfg, lambda items, total, seq=seq: common.progress(items, total, str(seq.folder)))
+        for role, group in (("train", train), ("val", val))
+        for seq in group
+    ]
+    source = {"data": args.data, "command": args.command, "git_commit": common.git_commit(), "date": common.now_iso()}
+    size = write_scan_cache(args.out, cached, cfg, scan_selection(args), source)
+    counts = {role: sum(len(s) for s in cached if s.role == role) for role in ("train", "val")}
+    points = sum(len(s.points) for s in cached)
+    print(f"wrote {args.out}: {size / 2**20:.1f} MiB, {counts['train']} training and {counts['val']} validation scans "
+          f"in {len(cached)} sequences, {points / sum(counts.values()):.0f} candidates per scan on average, "
+          f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    return 0
 
 
 def dlc_config(args: argparse.Namespace) -> DLCConfig:
@@ -188,10 +231,16 @@ def _card(args: argparse.Namespace, t: common.Training, metrics: dict, preproces
             "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
             "seed": args.seed, "command": args.command, "git_commit": common.git_commit(),
             "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(t.wall_s, 1),
-            "date": common.now_iso(),
+            "date": common.now_iso(), **cache_provenance(args),
         },
         "metrics": metrics,
     }  # fmt: skip
+
+
+def cache_provenance(args: argparse.Namespace) -> dict:
+    """For a run from ``cache:FILE``, what the cache was made from, so the card still names the real data."""
+    kind, _, path = args.data.partition(":")
+    return {"data_source": read_cache_source(path)} if kind == "cache" else {}
 
 
 def train_worker(rank: Rank, args: argparse.Namespace) -> None:

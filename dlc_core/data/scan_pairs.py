@@ -5,6 +5,9 @@ Training pairs are augmented: the source is turned by a random yaw (±``yaw_deg`
 ±30°) plus a small roll and pitch, and the pair direction is random (forward and backward motion). The target is
 scan i, the source scan j; the label is the transform that maps the (augmented) source onto the target, with the
 translation divided by the preprocessing scale, as the network sees it.
+
+Sequences are KittiSequence (scans read and preprocessed here) or CachedSequence (candidates read from a scan
+cache, dlc_core.data.scan_cache: no scan files needed); both give the same pairs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..errors import InputError
 from ..geometry import matrix_to_euler_zyx
 from ..scan_preprocess import ScanPreprocess, network_candidates, network_sample
 from .kitti import KittiSequence, finite_points
+from .scan_cache import CachedSequence
 
 TILT_DEG = 2.0  # roll/pitch augmentation: the road tilts a little between scans, the vehicle does not flip
 
@@ -35,7 +39,7 @@ class PairIndex:
     source: int
 
 
-def pair_indices(sequences: list[KittiSequence], max_gap: int, min_gap: int = 1) -> list[PairIndex]:
+def pair_indices(sequences: list[KittiSequence] | list[CachedSequence], max_gap: int, min_gap: int = 1) -> list[PairIndex]:
     """Every pair (i, i+g), g = min_gap..max_gap, of every sequence (positions in file order)."""
     return [
         PairIndex(s, i, i + g)
@@ -50,7 +54,7 @@ class ScanPairDataset(Dataset):
 
     def __init__(
         self,
-        sequences: list[KittiSequence],
+        sequences: list[KittiSequence] | list[CachedSequence],
         preprocess: ScanPreprocess,
         max_gap: int,
         seed: int,
@@ -71,7 +75,10 @@ class ScanPairDataset(Dataset):
         return len(self.pairs)
 
     def _load_candidates(self, sequence: int, position: int) -> np.ndarray:
-        points, _ = finite_points(self.sequences[sequence].scan(position))
+        seq = self.sequences[sequence]
+        if isinstance(seq, CachedSequence):  # made with this preprocessing: ScanCache.check refuses any other
+            return seq.candidates(position)
+        points, _ = finite_points(seq.scan(position))
         return network_candidates(points[:, :3].astype(np.float64), self.preprocess)
 
     def _augmentation(self, rng: np.random.Generator) -> np.ndarray:
