@@ -121,6 +121,7 @@ def main() -> None:
     runs = train_arms(root, ["regression", *arms] if args.shared_regression else arms, seeds,
                       lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps", args.parallel)  # fmt: skip
     trained = {arm: {"done_steps": [r["card"]["train"]["done_steps"] for r in runs if r["arm"] == arm],
+                     "validation": [r["card"]["metrics"] for r in runs if r["arm"] == arm],
                      **{k: runs[[r["arm"] for r in runs].index(arm)]["card"]["train"].get(k)
                         for k in ("batch_size", "pairs_on_device")}}
                for arm in dict.fromkeys(r["arm"] for r in runs)}  # as run: a time limit may have stopped a run early
