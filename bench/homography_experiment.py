@@ -12,6 +12,9 @@ On a GPU machine, train all runs at once and evaluate later on the CPU (the eval
 
     python3 bench/homography_experiment.py --name homography --regression-steps 4000 --steps 1000 --batch-size 32 \
         --pairs-per-epoch 3200 --device cuda --workers 2 --parallel --train-only
+
+A GPU machine whose job gets 2 host cores starves on CPU-made pairs: there, --pairs-on-device, and with
+--shared-regression one regression run per seed (--regression-batch-size) serves all its arms.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     if args.shared_regression:
         steps = (args.regression_steps, 0) if arm == "regression" else (0, args.steps)
     flags = ["--no-dlc"] if arm == "regression" else ARMS[arm]
+    batch = args.regression_batch_size if arm == "regression" and args.regression_batch_size else args.batch_size
     card_path = folder / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     if args.eval_only and not card:
@@ -47,9 +51,9 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     if card.get("train", {}).get("done_steps", 0) < sum(steps) and not args.eval_only:
         cmd = [*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
                "--regression-steps", str(steps[0]), "--steps", str(steps[1]), *flags,
-               "--batch-size", str(args.batch_size), "--pairs-per-epoch", str(args.pairs_per_epoch),
-               "--device", args.device, "--workers", str(args.workers), "--lr", str(args.lr),
-               *(["--init", args.init] if args.init else []), *(["--pairs-on-device"] if args.pairs_on_device else [])]  # fmt: skip
+               "--batch-size", str(batch), "--pairs-per-epoch", str(args.pairs_per_epoch), "--device", args.device,
+               "--workers", str(args.workers), "--lr", str(args.lr), *(["--init", args.init] if args.init else []),
+               *(["--pairs-on-device"] if args.pairs_on_device else [])]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -100,6 +104,8 @@ def main() -> None:
     p.add_argument("--regression-steps", type=int, required=True)
     p.add_argument("--steps", type=int, required=True, help="feature-stage steps per arm (the shared budget)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--regression-batch-size", type=int, default=None,
+                   help="--shared-regression: the regression runs' batch size (default --batch-size)")
     p.add_argument("--lr", type=float, default=1e-3, help="feature pyramids' learning rate")
     p.add_argument("--init", default=None, help="every arm starts from this trained model (fine-tuning)")
     p.add_argument("--pairs-per-epoch", type=int, default=512, help="training pairs between validations")
