@@ -111,6 +111,19 @@ def homography_table(name: str, title: str) -> list[str]:
     return table(heading, columns, rows, r)
 
 
+def lk_basin_table() -> list[str]:
+    r = load("lk_basin")
+    if r is None:
+        return []
+    heading = (f"**The LK basin of the shipped models** — LK started from the true corners moved by the given mean "
+               f"distance, instead of from the regression; {r['data']}. Cells: SR < 1 px / SR < 3 px (% of pairs).")
+    models = r["models"]
+    columns = ["start error (px)", *(label(m["model"]) for m in models)]
+    rows = [[f"{row['start_error_px']:g}", *(f"{m['rows'][i]['sr']['1']:.1f} / {m['rows'][i]['sr']['3']:.1f}" for m in models)]
+            for i, row in enumerate(models[0]["rows"])]  # fmt: skip
+    return table(heading, columns, rows, r)
+
+
 def label(model: str) -> str:
     return {"none": "no network (ICP only)"}.get(model, model.rsplit("/", 1)[-1])
 
@@ -179,6 +192,7 @@ def main() -> None:
     out += homography_table("homography_finetune", "Homography, fine-tuning the shipped model's pyramids")
     out += homography_table("homography_regression", "Homography, 4,000 more regression steps for the shipped model")
     out += homography_table("homography_v3", "Homography, a grid-pooled regression trained on the GPU's own pairs")
+    out += lk_basin_table()
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")

@@ -135,6 +135,11 @@ class HomographyModel(nn.Module):
     def forward(self, image: Tensor, template: Tensor) -> dict[str, Tensor]:
         """{'h', 'h_regression', 'iterations', 'diverged'} for images (B, 1, 192, 192) and (B, 1, 128, 128)."""
         h0 = homography_from_corners(self.regression.corners(image, template).double())
+        return {**self.lk_from(image, template, h0), "h_regression": h0}
+
+    @torch.no_grad()
+    def lk_from(self, image: Tensor, template: Tensor, h0: Tensor) -> dict[str, Tensor]:
+        """{'h', 'iterations', 'diverged'}: LK coarse to fine from the start H0 (B, 3, 3) float64."""
         image_maps, template_maps = self.pyramids(image, template)
         h, iterations, diverged = h0.clone(), torch.zeros(len(h0), dtype=torch.long), torch.zeros(len(h0), dtype=torch.bool)
         for level in reversed(range(LEVELS)):
@@ -145,7 +150,7 @@ class HomographyModel(nn.Module):
             h = torch.where(bad[:, None, None], h, rescale(result.h, 1 / scale))
             diverged |= bad.cpu()
             iterations += result.iterations.cpu()
-        return {"h": h, "h_regression": h0, "iterations": iterations, "diverged": diverged}
+        return {"h": h, "iterations": iterations, "diverged": diverged}
 
 
 def outside(h: Tensor, margin: float = OUTSIDE_MARGIN) -> Tensor:
