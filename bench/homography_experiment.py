@@ -31,7 +31,8 @@ from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summ
 sys.path.insert(0, str(REPO))
 
 # dlc: the DLC flags' defaults (as every trainer); dlc-prise: PRISE's settings for homography (μ 1, λ 5; METHOD §3.3)
-ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"], "dlc-prise": ["--dlc", "--mu", "1", "--beta", "5"]}
+ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"], "dlc-prise": ["--dlc", "--mu", "1", "--beta", "5"],
+        "intensity": ["--no-dlc"]}  # intensity: LK on the grey levels, nothing but the regression to train
 TESTS = {"single": [], "multimodal": ["--multimodal"]}
 SR = ("0.1", "0.5", "1", "3", "5", "10", "20")
 
@@ -59,23 +60,27 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     return card
 
 
-def compose(runs: list[dict], root: Path, args: argparse.Namespace) -> list[dict]:
+def compose(runs: list[dict], arms: list[str], root: Path, args: argparse.Namespace) -> list[dict]:
     """--shared-regression: each arm's pyramids with its seed's regression network, in root/composed/<arm>_seed<s>
-    (``dlc train homography --init --regression-from``, no steps); the card's steps and wall time are the sum."""
+    (``dlc train homography --init --regression-from``, no steps; the arm "intensity" has no pyramids: its seed's
+    regression with LK on the grey levels); the card's steps and wall time are the sum of the parts'."""
     regression = {r["seed"]: r for r in runs if r["arm"] == "regression"}
+    features = {(r["arm"], r["seed"]): r for r in runs if r["arm"] != "regression"}
     composed = []
     (root / "composed").mkdir(exist_ok=True)
-    for r in (r for r in runs if r["arm"] != "regression"):
-        folder, donor = root / "composed" / r["folder"].name, regression[r["seed"]]
-        if not (folder / "model_card.json").is_file():
-            run([*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(r["seed"]),
-                 "--init", str(r["folder"]), "--regression-from", str(donor["folder"]), "--regression-steps", "0",
-                 "--steps", "0", *ARMS[r["arm"]]], folder.parent / f"{folder.name}.log")  # fmt: skip
-        card = json.loads((folder / "model_card.json").read_text())
-        parts = [donor["card"]["train"], r["card"]["train"]]
-        card["train"] = {**r["card"]["train"], "done_steps": sum(t["done_steps"] for t in parts),
-                         "wall_s": round(sum(t["wall_s"] for t in parts), 1)}  # fmt: skip
-        composed.append({**r, "folder": folder, "card": card})
+    for seed, donor in regression.items():
+        for arm in arms:
+            folder, part = root / "composed" / f"{arm}_seed{seed}", features.get((arm, seed))
+            start = ["--init", str(part["folder"])] if part else ["--features", "intensity"]
+            if not (folder / "model_card.json").is_file():
+                run([*DLC, "train", "homography", "--images", args.images, "--out", str(folder), "--seed", str(seed),
+                     *start, "--regression-from", str(donor["folder"]), "--regression-steps", "0", "--steps", "0",
+                     *ARMS[arm]], folder.parent / f"{folder.name}.log")  # fmt: skip
+            card = json.loads((folder / "model_card.json").read_text())
+            parts = [donor["card"]["train"], *([part["card"]["train"]] if part else [])]
+            card["train"] = {**parts[-1], "done_steps": sum(t["done_steps"] for t in parts),
+                             "wall_s": round(sum(t["wall_s"] for t in parts), 1)}  # fmt: skip
+            composed.append({"arm": arm, "seed": seed, "folder": folder, "card": card})
     return composed
 
 
@@ -124,7 +129,10 @@ def main() -> None:
     args = p.parse_args()
     arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
     root = run_root(args.runs, args.name)
-    runs = train_arms(root, ["regression", *arms] if args.shared_regression else arms, seeds,
+    if "intensity" in arms and not args.shared_regression:
+        sys.exit("--arms intensity needs --shared-regression (its model is a regression run composed with grey-level LK)")
+    learned = [a for a in arms if a != "intensity"]
+    runs = train_arms(root, ["regression", *learned] if args.shared_regression else arms, seeds,
                       lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps", args.parallel)  # fmt: skip
     trained = {arm: {"done_steps": [r["card"]["train"]["done_steps"] for r in runs if r["arm"] == arm],
                      "validation": [r["card"]["metrics"] for r in runs if r["arm"] == arm],
@@ -132,7 +140,7 @@ def main() -> None:
                         for k in ("batch_size", "pairs_on_device")}}
                for arm in dict.fromkeys(r["arm"] for r in runs)}  # as run: a time limit may have stopped a run early
     if args.shared_regression:
-        runs = compose(runs, root, args)
+        runs = compose(runs, arms, root, args)
     if args.train_only:
         return
 

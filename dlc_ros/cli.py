@@ -245,6 +245,9 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--pairs-per-epoch", type=_positive_int, default=512, help="fresh random pairs per epoch")
     p.add_argument("--channels", type=_positive_int, default=16, help="feature pyramid width")
+    p.add_argument("--features", default="learned", choices=("learned", "intensity"),
+                   help="what LK aligns: the learned feature maps, or the grey-level pyramid (classical LK, nothing to "
+                        "train: --steps 0)")
     p.add_argument("--lr", type=float, default=1e-3, help="feature pyramids (Adam)")
     p.add_argument("--regression-lr", type=float, default=1e-3, help="regression network (Adam)")
     p.add_argument("--convex-weight", type=float, default=0.1, help="--no-dlc: weight of DeepLK's convex loss (0.1, MSCOCO)")

@@ -28,7 +28,7 @@ from dlc_core.homography.geometry import (
     success_rates,
 )
 from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
-from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm
+from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm, load_homography_model
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
 from dlc_core.homography.pairs import (DevicePairs, PairDataset, make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
                                        split_photos)
@@ -304,6 +304,18 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     assert card["train"]["regression_from"]["sha256"] == json.loads((out / "model_card.json").read_text())["sha256"]
     assert card["train"]["init"]["sha256"] == json.loads((tuned / "model_card.json").read_text())["sha256"]
     assert card["train"]["done_steps"] == 0
+    # grey-level LK: the first run's regression, nothing trained; the maps LK aligns are the images averaged down
+    grey = tmp_path / "grey"
+    assert main([*tiny[:5], str(grey), *tiny[6:8], "--regression-from", str(out), "--features", "intensity",
+                 "--regression-steps", "0", "--steps", "0"]) == 0  # fmt: skip
+    grey_model, grey_card = load_homography_model(grey, torch.device("cpu"))
+    assert grey_card["config"]["features"] == "intensity" and grey_card["config"]["channels"] == 16
+    image = torch.rand(1, 1, 192, 192)
+    maps, _ = grey_model.pyramids(image, torch.rand(1, 1, 128, 128))
+    assert torch.allclose(maps[2][0, 0, 5, 7], image[0, 0, 20:24, 28:32].mean())  # level 3: 4x4 means
+    capsys.readouterr()
+    assert main([*tiny[:5], str(tmp_path / "x"), *tiny[6:], "--features", "intensity", "--steps", "3"]) == 2
+    assert "--features intensity has no feature pyramids to train: use --steps 0" in capsys.readouterr().err
     other = HomographyModel(HomographyConfig(channels=4, regression_grid=1, regression_hidden=0))  # the first head
     save_checkpoint(tmp_path / "other", other.state_dict(), {**card, "config": other.config.card()})
     capsys.readouterr()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from .registration import dlc_config
 VAL_PAIRS = 32
 RESUME_KEYS = ("images", "init", "regression_from", "multimodal", "augment", "dlc", "batch_size", "seed", "channels",
                "lr", "regression_lr", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch",
-               "pairs_on_device")  # fmt: skip
+               "pairs_on_device", "features")  # fmt: skip
 
 
 @dataclass
@@ -60,7 +60,7 @@ OPTIMISERS = ("regression_opt", "feature_opt")
 
 
 def model_config(args: argparse.Namespace) -> HomographyConfig:
-    return HomographyConfig(channels=args.channels)
+    return HomographyConfig(channels=args.channels, features=args.features)
 
 
 def batches(dataset: PairDataset, batch_size: int, epoch: int, workers: int) -> DataLoader:
@@ -154,21 +154,27 @@ def _save(out: Path, args: argparse.Namespace, t: Training, val: list[dict], fac
 def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[HomographyModel, dict]:
     """A fresh model, or (--init DIR) a trained one to fine-tune, as PRISE fine-tunes DeepLK; with
     --regression-from DIR, its regression network replaces the model's (the two stages are independent, so one
-    regression can serve every arm of a seed). Returns the model and what it started from, for the card."""
-    model, started = HomographyModel(model_config(args)).to(device), {"init": None}
+    regression can serve every arm of a seed; a fresh model takes its architecture). Returns the model and what it
+    started from, for the card."""
+    started: dict = {"init": None}
+    donor, donor_card = load_homography_model(args.regression_from, device) if args.regression_from else (None, None)
     if args.init:
         model, card = load_homography_model(args.init, device)
         if model.config.channels != args.channels:
             raise InputError(f"--init {args.init}: its pyramids have {model.config.channels} channels, "
                              f"--channels is {args.channels}")  # fmt: skip
         started["init"] = provenance(args.init, card)
-    if args.regression_from:
-        donor, card = load_homography_model(args.regression_from, device)
+    else:
+        config = model_config(args)
+        if donor is not None:
+            config = replace(config, **{f: getattr(donor.config, f) for f in REGRESSION_FIELDS})
+        model = HomographyModel(config).to(device)
+    if donor is not None:
         if regression_shape(donor.config) != regression_shape(model.config):
             raise InputError(f"--regression-from {args.regression_from}: its regression network "
                              f"{regression_shape(donor.config)} differs from this model's {regression_shape(model.config)}")
         model.regression.load_state_dict(donor.regression.state_dict())
-        started["regression_from"] = provenance(args.regression_from, card)
+        started["regression_from"] = provenance(args.regression_from, donor_card)
     return model.train(), started
 
 
@@ -177,8 +183,11 @@ def provenance(folder: str, card: dict) -> dict:
             "done_steps": card["train"]["done_steps"], "wall_s": card["train"]["wall_s"]}  # fmt: skip
 
 
+REGRESSION_FIELDS = ("regression_channels", "regression_grid", "regression_hidden", "regression_norm")
+
+
 def regression_shape(config: HomographyConfig) -> tuple:
-    return config.regression_channels, config.regression_grid, config.regression_hidden, config.regression_norm
+    return tuple(getattr(config, f) for f in REGRESSION_FIELDS)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -186,6 +195,8 @@ def train(args: argparse.Namespace) -> int:
     common.seed_everything(args.seed)
     device = common.resolve_device(args.device)
     train_photos, test_photos = split_photos(args.images)
+    if args.features == "intensity" and args.steps:
+        raise InputError("--features intensity has no feature pyramids to train: use --steps 0")
     if args.pairs_on_device and args.multimodal:
         raise InputError("--pairs-on-device makes single-modal pairs only; drop it for --multimodal")
     data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)

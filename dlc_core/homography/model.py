@@ -31,6 +31,7 @@ class HomographyConfig:
     regression_grid: int = 4  # the last feature map is pooled to grid x grid cells, keeping where things are
     regression_hidden: int = 256  # width of the hidden layer of the corner head; 0: one linear layer
     regression_norm: bool = True  # LayerNorm before the hidden ReLU, so the units cannot all die
+    features: str = "learned"  # LK on the learned DLKFM maps, or "intensity": on the grey-level pyramid itself
     lk_iters: int = 30
     lk_stop_px: float = 0.01
 
@@ -124,7 +125,11 @@ class HomographyModel(nn.Module):
         self.template_features = FeaturePyramid(config.channels)
 
     def pyramids(self, image: Tensor, template: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """The DLKFM maps of input and template at levels 1 (full), 2, 3."""
+        """The maps LK aligns, for input and template at levels 1 (full), 2, 3: the learned DLKFM maps, or with
+        features "intensity" the images averaged down 2x per level (classical LK; the pyramids' weights are unused:
+        on single-modal pairs from unseen photos this beat the learned maps, README)."""
+        if self.config.features == "intensity":
+            return grey_pyramid(image), grey_pyramid(template)
         return self.input_features(image), self.template_features(template)
 
     def landscape(self, image_maps: list[Tensor], template_maps: list[Tensor], h: Tensor) -> Tensor:
@@ -151,6 +156,14 @@ class HomographyModel(nn.Module):
             diverged |= bad.cpu()
             iterations += result.iterations.cpu()
         return {"h": h, "iterations": iterations, "diverged": diverged}
+
+
+def grey_pyramid(image: Tensor) -> list[Tensor]:
+    """The image at full, 1/2 and 1/4 resolution (2x2 averages), the levels FeaturePyramid produces."""
+    levels = [image]
+    for _ in range(LEVELS - 1):
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    return levels
 
 
 def outside(h: Tensor, margin: float = OUTSIDE_MARGIN) -> Tensor:
