@@ -35,7 +35,7 @@ from .params import RELIABILITY, Param, declare, input_qos, shipped_model
 from .ros_convert import diagnostic_array
 
 NODE_NAME = "homography_node"
-SHIPPED_MODEL = "homography_nodlc"  # the better arm at the shipped budget (README, Homography)
+SHIPPED_MODEL = "homography_intensity"  # the best on held-out photos (README, Homography)
 MIN_SIDE = 32
 BLANK_STD = 1e-3  # grey-level std (0-1 scale) below which an image has nothing to align
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
