@@ -275,6 +275,8 @@ def _add_eval_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=_positive_int, default=200, help="pairs made from the photos (default 200)")
     p.add_argument("--split", default="test", choices=("test", "all"), help="photos to use: held-out (default) or all")
     p.add_argument("--multimodal", action="store_true", help="map-like templates")
+    p.add_argument("--photometric", action="store_true",
+                   help="the same pairs seen as two exposures: template gain/offset changed, sensor noise on both")
     p.add_argument("--json", default=None, help="write the metrics JSON here (atomically)")
     _add_common(p)
     p.set_defaults(handler=_lazy("training.homography", "evaluate"))

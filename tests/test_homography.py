@@ -246,6 +246,17 @@ def test_success_rates() -> None:
     assert sr["0.1"] == 20.0 and sr["1"] == 40.0 and sr["3"] == 60.0 and sr["20"] == 80.0
 
 
+def test_photometric_pairs_keep_the_geometry_and_change_the_exposure(homography_data: Path) -> None:
+    grey = read_grey(homography_data / "photos" / "chelsea.jpg")
+    plain, changed = (make_pair(grey, np.random.default_rng((3, 1)), photometric=p) for p in (False, True))
+    np.testing.assert_array_equal(plain["corners"], changed["corners"])
+    np.testing.assert_array_equal(plain["H"], changed["H"])
+    noise = changed["input"] - plain["input"]
+    assert 0.01 < float(noise[(plain["input"] > 0.1) & (plain["input"] < 0.9)].std()) < 0.03  # σ 0.02, unclipped part
+    gain, offset = np.polyfit(plain["template"].ravel(), changed["template"].ravel(), 1)  # template = gain·t + offset
+    assert 0.75 < gain < 1.25 and -0.15 < offset < 0.15 and abs(gain - 1) + abs(offset) > 1e-3
+
+
 def test_device_pairs_are_labelled_exactly_and_repeat_by_epoch(homography_data: Path) -> None:
     """Pairs made with torch (for a GPU) follow make_pair's protocol: the template is the input sampled at H (checked
     with make_pair's own sampler), the corners are H's, and a (seed, epoch) gives the same batch again."""

@@ -259,6 +259,8 @@ def evaluation_pairs(args: argparse.Namespace) -> tuple[list[dict], str]:
     made (with --seed) from the held-out photos of an image folder (--split all: every photo)."""
     root = Path(args.images)
     if (root / "val2014_input").is_dir():
+        if args.photometric:
+            raise InputError(f"{root}: --photometric changes pairs made from photos, not a DeepLK-format folder's")
         samples: list[DLKSample] = read_dlk(root, "val2014")
         return [{"input": s.input, "template": s.template, "corners": s.corners} for s in samples], f"deeplk:{root}"
     train_photos, test_photos = split_photos(root)
@@ -266,7 +268,8 @@ def evaluation_pairs(args: argparse.Namespace) -> tuple[list[dict], str]:
     if not photos:
         raise InputError(f"{root}: none of the held-out photos is here; use --split all to make pairs from every photo")
     greys = [read_grey(p) for p in photos]
-    pairs = [make_pair(greys[i % len(greys)], np.random.default_rng((args.seed, i)), args.multimodal) for i in range(args.pairs)]
+    pairs = [make_pair(greys[i % len(greys)], np.random.default_rng((args.seed, i)), args.multimodal, photometric=args.photometric)
+             for i in range(args.pairs)]  # fmt: skip
     return pairs, f"{root} ({args.split}: {', '.join(p.name for p in photos)})"
 
 
@@ -297,7 +300,7 @@ def evaluate(args: argparse.Namespace) -> int:
     result = {
         "task": "homography", "model": str(args.model) if args.method == "model" else None, "method": args.method,
         "data": data, "command": args.command, "pairs": len(pairs), "samples": len(pairs), "skipped": 0,
-        "multimodal": args.multimodal, "seed": args.seed,
+        "multimodal": args.multimodal, "photometric": args.photometric, "seed": args.seed,
         "pe_mean": float(pe_arr.mean()), "pe_median": float(np.median(pe_arr)), "sr": success_rates(pe_arr),
         "lk_diverged_rate": float(np.mean(diverged)), "lk_iterations_mean": float(np.mean(iterations)) if iterations else None,
         "time_ms": common.time_stats_ms(seconds), "peak_rss_mb": round(common.peak_rss_mb(), 1), "device": "cpu",

@@ -100,15 +100,29 @@ def random_window(grey: np.ndarray, rng: np.random.Generator, min_side: float = 
     return window[:, ::-1] if rng.random() < 0.5 else window
 
 
-def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool = False, augment: bool = False) -> dict[str, np.ndarray]:
-    """One labelled pair (module docstring): input (192, 192), template (128, 128), corners (4, 2) TL TR BR BL, H."""
+def make_pair(grey_photo: np.ndarray, rng: np.random.Generator, multimodal: bool = False, augment: bool = False,
+              photometric: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """One labelled pair (module docstring): input (192, 192), template (128, 128), corners (4, 2) TL TR BR BL, H.
+    `photometric`: then the template's gain and offset change and both images get sensor noise (photometric_change);
+    the geometry, drawn first, is the same pair's."""
     big = resized(random_window(grey_photo, rng) if augment else grey_photo)
     r0, c0 = rng.integers(0, RESIZED[0] - INPUT_SIDE + 1), rng.integers(0, RESIZED[1] - INPUT_SIDE + 1)
     crop = big[r0 : r0 + INPUT_SIDE, c0 : c0 + INPUT_SIDE]
     corners = NOMINAL_CORNERS + rng.integers(-MAX_SHIFT, MAX_SHIFT, size=(4, 2))
     h = homography_from_corners(torch.as_tensor(corners[None]))[0].numpy()
     template = sample_template(map_like(crop) if multimodal else crop, h)
-    return {"input": np.ascontiguousarray(crop), "template": template, "corners": corners.astype(np.float32), "H": h}
+    image = np.ascontiguousarray(crop)
+    if photometric:
+        image, template = photometric_change(image, template, rng)
+    return {"input": image, "template": template, "corners": corners.astype(np.float32), "H": h}
+
+
+def photometric_change(image: np.ndarray, template: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The two views as two exposures: template gain 0.8-1.2 and offset ±0.1, Gaussian noise σ 0.02 on both, clipped to
+    [0, 1] — what a real second image adds and the DeepLK protocol leaves out."""
+    gain, offset = rng.uniform(0.8, 1.2), rng.uniform(-0.1, 0.1)
+    noisy = lambda x: x + rng.normal(0.0, 0.02, x.shape)  # noqa: E731
+    return (np.clip(noisy(image), 0, 1).astype(np.float32), np.clip(noisy(gain * template + offset), 0, 1).astype(np.float32))
 
 
 class PairDataset(torch.utils.data.Dataset):
