@@ -124,6 +124,19 @@ def lk_basin_table() -> list[str]:
     return table(heading, columns, rows, r)
 
 
+def photometric_table() -> list[str]:
+    r = load("homography_photometric")
+    if r is None:
+        return []
+    heading = (f"**Two exposures** — the same test pairs as made (DeepLK protocol) and with `--photometric` (template "
+               f"gain 0.8–1.2, offset ±0.1, noise σ 0.02 on both); {r['data']}. Cells: SR < 1 px / SR < 3 px (%).")
+    models = list(dict.fromkeys(x["model"] for x in r["runs"]))
+    cell = lambda m, ph: next(f"{x['sr']['1']:.1f} / {x['sr']['3']:.1f}" for x in r["runs"]  # noqa: E731
+                              if x["model"] == m and x["photometric"] == ph)
+    rows = [[label(m), cell(m, False), cell(m, True)] for m in models]
+    return table(heading, ["method", "as made", "two exposures"], rows, r)
+
+
 def label(model: str) -> str:
     return {"none": "no network (ICP only)"}.get(model, model.rsplit("/", 1)[-1])
 
@@ -193,6 +206,7 @@ def main() -> None:
     out += homography_table("homography_regression", "Homography, 4,000 more regression steps for the shipped model")
     out += homography_table("homography_v3", "Homography, a grid-pooled regression trained on the GPU's own pairs")
     out += lk_basin_table()
+    out += photometric_table()
     out += lidar_pairs_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")
