@@ -111,6 +111,11 @@ def homography_table(name: str, title: str) -> list[str]:
     return table(heading, columns, rows, r)
 
 
+def sr_1_3(sr: dict) -> str:
+    """'SR<1 / SR<3' of a homography result, in %."""
+    return f"{sr['1']:.1f} / {sr['3']:.1f}"
+
+
 def lk_basin_table() -> list[str]:
     r = load("lk_basin")
     if r is None:
@@ -119,8 +124,7 @@ def lk_basin_table() -> list[str]:
                f"distance, instead of from the regression; {r['data']}. Cells: SR < 1 px / SR < 3 px (% of pairs).")
     models = r["models"]
     columns = ["start error (px)", *(label(m["model"]) for m in models)]
-    rows = [[f"{row['start_error_px']:g}", *(f"{m['rows'][i]['sr']['1']:.1f} / {m['rows'][i]['sr']['3']:.1f}" for m in models)]
-            for i, row in enumerate(models[0]["rows"])]  # fmt: skip
+    rows = [[f"{row['start_error_px']:g}", *(sr_1_3(m["rows"][i]["sr"]) for m in models)] for i, row in enumerate(models[0]["rows"])]
     return table(heading, columns, rows, r)
 
 
@@ -131,8 +135,7 @@ def photometric_table() -> list[str]:
     heading = (f"**Two exposures** — the same test pairs as made (DeepLK protocol) and with `--photometric` (template "
                f"gain 0.8–1.2, offset ±0.1, noise σ 0.02 on both); {r['data']}. Cells: SR < 1 px / SR < 3 px (%).")
     models = list(dict.fromkeys(x["model"] for x in r["runs"]))
-    cell = lambda m, ph: next(f"{x['sr']['1']:.1f} / {x['sr']['3']:.1f}" for x in r["runs"]  # noqa: E731
-                              if x["model"] == m and x["photometric"] == ph)
+    cell = lambda m, ph: next(sr_1_3(x["sr"]) for x in r["runs"] if x["model"] == m and x["photometric"] == ph)  # noqa: E731
     rows = [[label(m), cell(m, False), cell(m, True)] for m in models]
     return table(heading, ["method", "as made", "two exposures"], rows, r)
 
