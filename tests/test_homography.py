@@ -179,6 +179,11 @@ def test_lk_recovers_a_known_homography_from_a_small_perturbation(coffee: np.nda
     result = inverse_compositional(template, image, start, max_iters=100, stop_px=1e-4)
     assert corner_error(result.h, truth).item() < 0.01
     assert result.loss_end.item() < 1e-3 * result.loss_start.item()
+    # another exposure (gain 0.7, offset 0.2): the standardised comparison still lands, the plain one does not
+    exposed = 0.7 * template + 0.2
+    blind = inverse_compositional(exposed, image, start, max_iters=100, stop_px=1e-4, standardise=True)
+    assert corner_error(blind.h, truth).item() < 0.01
+    assert corner_error(inverse_compositional(exposed, image, start, max_iters=100, stop_px=1e-4).h, truth).item() > 0.1
 
 
 def test_dlkfm_matches_the_formula_written_out() -> None:
@@ -351,7 +356,7 @@ def test_lk_divergence_is_caught_without_ground_truth(monkeypatch: pytest.Monkey
     from dlc_core.homography import model as model_module
     from dlc_core.homography.lk import LKResult
 
-    def runaway(template, image, h0, max_iters, stop_px):  # lower LK loss, but corners far outside the input
+    def runaway(template, image, h0, max_iters, stop_px, standardise):  # lower LK loss, but corners far outside the input
         far = h0.clone()
         far[:, :2, 2] += 500.0
         return LKResult(far, torch.full((len(h0),), 3), torch.ones(len(h0)), torch.zeros(len(h0)))

@@ -4,7 +4,9 @@ Warps use input = H · template (pixel coordinates of the maps at that pyramid l
 entries of H − I in row-major order with h33 fixed: W(u; p) = ((1+p1)x + p2 y + p3, p4 x + (1+p5) y + p6) /
 (p7 x + p8 y + 1). IC-LK precomputes J = ∇F_T ∂W/∂p at p = 0 on the template, then iterates
 Δp = (JᵀJ + λI)⁻¹ Jᵀ r with r = F_I(W(u; H)) − F_T(u) and H ← H (I + Δp)⁻¹, renormalised to h33 = 1, stopping
-when no corner moves by more than `stop_px` (no ground truth involved).
+when no corner moves by more than `stop_px` (no ground truth involved). With `standardise`, F_T and the warped
+F_I are each brought to zero mean and unit variance over the template grid before they are compared (the ZNCC
+form of LK): a gain and offset between the two images then cost nothing, as when a camera's exposure differs.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ def warp(feature: Tensor, h: Tensor, out_hw: tuple[int, int]) -> Tensor:
     return sampled
 
 
-def lk_loss(template: Tensor, image: Tensor, h: Tensor) -> Tensor:
-    """L(H) = mean over the template grid of (F_T(u) − F_I(H u))², for H of shape (..., B, 3, 3) -> (..., B)."""
+def standardised(maps: Tensor) -> Tensor:
+    """Each map (B, 1, h, w) shifted and scaled to zero mean and unit variance over its grid."""
+    return (maps - maps.mean((2, 3), keepdim=True)) / (maps.std((2, 3), keepdim=True) + 1e-8)
+
+
+def lk_loss(template: Tensor, image: Tensor, h: Tensor, standardise: bool = False) -> Tensor:
+    """L(H) = mean over the template grid of (F_T(u) − F_I(H u))², for H of shape (..., B, 3, 3) -> (..., B);
+    with `standardise`, of the two standardised maps (module docstring)."""
     lead = h.shape[:-3]
     s = int(torch.tensor(lead).prod()) if lead else 1
     b = template.shape[0]
@@ -44,6 +52,8 @@ def lk_loss(template: Tensor, image: Tensor, h: Tensor) -> Tensor:
     images = image.unsqueeze(0).expand(s, *image.shape).reshape(s * b, *image.shape[1:])
     templates = template.unsqueeze(0).expand(s, *template.shape).reshape(s * b, *template.shape[1:])
     warped = warp(images, flat_h, templates.shape[-2:])
+    if standardise:
+        templates, warped = standardised(templates), standardised(warped)
     return (templates - warped).pow(2).flatten(1).mean(1).reshape(*lead, b)
 
 
@@ -74,20 +84,23 @@ class LKResult:
 
 
 @torch.no_grad()
-def inverse_compositional(template: Tensor, image: Tensor, h0: Tensor, max_iters: int = 30, stop_px: float = 0.01) -> LKResult:
+def inverse_compositional(template: Tensor, image: Tensor, h0: Tensor, max_iters: int = 30, stop_px: float = 0.01,
+                          standardise: bool = False) -> LKResult:  # fmt: skip
     """IC-LK from h0 (B, 3, 3) on one-channel maps; a pair stops when its update moves no corner by > stop_px."""
     b, _, th, tw = template.shape
-    j = steepest_descent(template)
+    compared = standardised if standardise else (lambda maps: maps)
+    target = compared(template)
+    j = steepest_descent(target)
     hessian = j.transpose(1, 2) @ j + DAMPING * torch.eye(8, dtype=torch.float64, device=j.device)
     h = h0.double().clone()
     corners = torch.tensor([[0, 0], [tw - 1, 0], [tw - 1, th - 1], [0, th - 1]], dtype=torch.float64, device=h.device)
     active = torch.ones(b, dtype=torch.bool, device=h.device)
     iterations = torch.zeros(b, dtype=torch.long, device=h.device)
-    loss_start = lk_loss(template, image, h.to(template.dtype))
+    loss_start = lk_loss(template, image, h.to(template.dtype), standardise)
     for _ in range(max_iters):
         if not active.any():
             break
-        r = (warp(image, h.to(image.dtype), (th, tw)) - template).flatten(1).double()
+        r = (compared(warp(image, h.to(image.dtype), (th, tw))) - target).flatten(1).double()
         dp = torch.linalg.solve(hessian, (j.transpose(1, 2) @ r.unsqueeze(-1))).squeeze(-1)
         dh = torch.eye(3, dtype=torch.float64, device=h.device).repeat(b, 1, 1)
         dh.view(b, 9)[:, :8] += dp
@@ -96,4 +109,4 @@ def inverse_compositional(template: Tensor, image: Tensor, h0: Tensor, max_iters
         h = torch.where(active[:, None, None], new_h, h)
         iterations += active.long()
         active &= moved > stop_px
-    return LKResult(h, iterations, loss_start, lk_loss(template, image, h.to(template.dtype)))
+    return LKResult(h, iterations, loss_start, lk_loss(template, image, h.to(template.dtype), standardise))

@@ -31,7 +31,7 @@ class HomographyConfig:
     regression_grid: int = 4  # the last feature map is pooled to grid x grid cells, keeping where things are
     regression_hidden: int = 256  # width of the hidden layer of the corner head; 0: one linear layer
     regression_norm: bool = True  # LayerNorm before the hidden ReLU, so the units cannot all die
-    features: str = "learned"  # LK on the learned DLKFM maps, or "intensity": on the grey-level pyramid itself
+    features: str = "learned"  # LK on the learned DLKFM maps, or "intensity": on the grey-level pyramid (standardised)
     lk_iters: int = 30
     lk_stop_px: float = 0.01
 
@@ -146,11 +146,12 @@ class HomographyModel(nn.Module):
     def lk_from(self, image: Tensor, template: Tensor, h0: Tensor) -> dict[str, Tensor]:
         """{'h', 'iterations', 'diverged'}: LK coarse to fine from the start H0 (B, 3, 3) float64."""
         image_maps, template_maps = self.pyramids(image, template)
+        grey = self.config.features == "intensity"  # grey levels: compared standardised, blind to gain and offset
         h, iterations, diverged = h0.clone(), torch.zeros(len(h0), dtype=torch.long), torch.zeros(len(h0), dtype=torch.bool)
         for level in reversed(range(LEVELS)):
             scale = 0.5**level
-            result = inverse_compositional(template_maps[level], image_maps[level], rescale(h, scale),
-                                           self.config.lk_iters, self.config.lk_stop_px * scale)  # fmt: skip
+            result = inverse_compositional(template_maps[level], image_maps[level], rescale(h, scale), self.config.lk_iters,
+                                           self.config.lk_stop_px * scale, standardise=grey)  # fmt: skip
             bad = ~torch.isfinite(result.h).all((1, 2)) | (result.loss_end > result.loss_start) | outside(rescale(result.h, 1 / scale))
             h = torch.where(bad[:, None, None], h, rescale(result.h, 1 / scale))
             diverged |= bad.cpu()
