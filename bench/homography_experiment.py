@@ -84,6 +84,17 @@ def compose(runs: list[dict], arms: list[str], root: Path, args: argparse.Namesp
     return composed
 
 
+def as_trained(runs: list[dict]) -> dict:
+    """Per arm, what its runs really did (a time limit may have stopped one early): steps and validation per seed,
+    batch size and where the pairs were made."""
+    cards: dict[str, list[dict]] = {}
+    for r in runs:
+        cards.setdefault(r["arm"], []).append(r["card"])
+    return {arm: {"done_steps": [c["train"]["done_steps"] for c in cs], "validation": [c["metrics"] for c in cs],
+                  "batch_size": cs[0]["train"]["batch_size"], "pairs_on_device": cs[0]["train"].get("pairs_on_device")}
+            for arm, cs in cards.items()}  # fmt: skip
+
+
 def evaluate(folder: Path, sha256: str | None, test: str, args: argparse.Namespace) -> dict:
     """One test set for a trained arm (or SIFT when sha256 is None), cached by the model's sha256."""
     out = folder / f"eval_{test}.json"
@@ -134,11 +145,7 @@ def main() -> None:
     learned = [a for a in arms if a != "intensity"]
     runs = train_arms(root, ["regression", *learned] if args.shared_regression else arms, seeds,
                       lambda arm, seed, folder: train(arm, seed, args, folder), "done_steps", args.parallel)  # fmt: skip
-    trained = {arm: {"done_steps": [r["card"]["train"]["done_steps"] for r in runs if r["arm"] == arm],
-                     "validation": [r["card"]["metrics"] for r in runs if r["arm"] == arm],
-                     **{k: runs[[r["arm"] for r in runs].index(arm)]["card"]["train"].get(k)
-                        for k in ("batch_size", "pairs_on_device")}}
-               for arm in dict.fromkeys(r["arm"] for r in runs)}  # as run: a time limit may have stopped a run early
+    trained = as_trained(runs)
     if args.shared_regression:
         runs = compose(runs, arms, root, args)
     if args.train_only:

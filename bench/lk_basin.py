@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.homography.geometry import corner_error, homography_from_corners, success_rates  # noqa: E402
 from dlc_core.homography.model import load_homography_model  # noqa: E402
-from dlc_core.homography.pairs import make_pair, read_grey, split_photos  # noqa: E402
+from dlc_core.homography.pairs import stacked  # noqa: E402
 from training.common import machine, now_iso  # noqa: E402
+from training.homography import evaluation_pairs  # noqa: E402
 
 
 def start_offsets(rng: np.random.Generator, mean_px: float) -> np.ndarray:
@@ -38,9 +39,7 @@ def start_offsets(rng: np.random.Generator, mean_px: float) -> np.ndarray:
 def basin(model_dir: str, pairs: list[dict], errors: list[float]) -> dict:
     """Success of one model's LK stage from starts `errors` px away from the truth, on `pairs`."""
     model, card = load_homography_model(model_dir, torch.device("cpu"))
-    image = torch.as_tensor(np.stack([q["input"] for q in pairs]))[:, None]
-    template = torch.as_tensor(np.stack([q["template"] for q in pairs]))[:, None]
-    truth = torch.as_tensor(np.stack([q["corners"] for q in pairs]), dtype=torch.float64)
+    image, template, truth = stacked(pairs)
     rows = []
     for mean_px in errors:
         rng = np.random.default_rng(7)
@@ -63,14 +62,13 @@ def main() -> None:
     p.add_argument("--errors", default="0,2,4,6,8,12,16,23")
     args = p.parse_args()
     torch.set_num_threads(1)
-    _, test = split_photos(args.images)
-    greys = [read_grey(q) for q in test]
-    pairs = [make_pair(greys[i % len(greys)], np.random.default_rng((1234, i))) for i in range(args.pairs)]
+    pairs, data = evaluation_pairs(argparse.Namespace(images=args.images, split="test", seed=1234, pairs=args.pairs,
+                                                      multimodal=False, photometric=False))  # the pairs dlc eval scores
     errors = [float(e) for e in args.errors.split(",")]
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "experiment": args.name, "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
-        "machine": machine(), "data": f"{args.pairs} pairs from the held-out photos {[q.name for q in test]} (seed 1234, "
-        "as dlc eval)", "models": [basin(m, pairs, errors) for m in args.models]})  # fmt: skip
+        "machine": machine(), "data": f"{args.pairs} pairs from {data}, seed 1234 as dlc eval",
+        "models": [basin(m, pairs, errors) for m in args.models]})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,16 +27,13 @@ sys.path.insert(0, str(REPO))
 
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.homography.model import PAD, HomographyConfig, RegressionNet, load_homography_model  # noqa: E402
-from dlc_core.homography.pairs import DevicePairs, make_pair, read_grey, split_photos  # noqa: E402
+from dlc_core.homography.pairs import DevicePairs, make_pair, read_grey, split_photos, stacked  # noqa: E402
 from training.common import machine, now_iso  # noqa: E402
 
 
-def probe_pairs(photos: list[Path], count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def probe_pairs(greys: list[np.ndarray], count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input, template, corners) of `count` fixed unaugmented pairs."""
-    greys = [read_grey(p) for p in photos]
-    pairs = [make_pair(greys[i % len(greys)], np.random.default_rng((99, i))) for i in range(count)]
-    stack = lambda key: torch.as_tensor(np.stack([p[key] for p in pairs]))  # noqa: E731
-    return stack("input")[:, None], stack("template")[:, None], stack("corners")
+    return stacked([make_pair(greys[i % len(greys)], np.random.default_rng((99, i))) for i in range(count)])
 
 
 def activity(net: RegressionNet, probe: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict:
@@ -57,13 +54,13 @@ def trained_model(model_dir: str, probe: tuple) -> dict:
             **activity(model.regression, probe)}  # fmt: skip
 
 
-def train_head(norm: bool, photos: list[Path], args: argparse.Namespace, probe: tuple) -> dict:
+def train_head(norm: bool, greys: list[np.ndarray], args: argparse.Namespace, probe: tuple) -> dict:
     """The default regression network, with or without the LayerNorm, trained --train steps; activity every 50."""
     torch.manual_seed(args.seed)
     c = HomographyConfig()
     net = RegressionNet(c.regression_channels, c.regression_grid, c.regression_hidden, norm)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    pairs, trace = DevicePairs(photos, args.seed, augment=True, device=torch.device("cpu")), []
+    pairs, trace = DevicePairs(greys, args.seed, augment=True, device=torch.device("cpu")), []
     for step, batch in enumerate(pairs.epoch(0, args.train, args.batch), 1):
         loss = F.smooth_l1_loss(net.corners(batch["input"][:, None], batch["template"][:, None]), batch["corners"])
         opt.zero_grad(set_to_none=True)
@@ -86,9 +83,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     train_photos, _ = split_photos(args.images)
-    probe = probe_pairs(train_photos, args.pairs)
+    greys = [read_grey(p) for p in train_photos]
+    probe = probe_pairs(greys, args.pairs)
     if args.train:
-        rows = [train_head(norm, train_photos, args, probe) for norm in (False, True)]
+        rows = [train_head(norm, greys, args, probe) for norm in (False, True)]
     else:
         rows = [trained_model(m, probe) for m in args.models]
         for r in rows:

@@ -105,7 +105,7 @@ def test_augmented_windows_are_parts_of_the_photo_and_vary() -> None:
 
 def test_worker_processes_make_the_same_training_batches_as_the_trainer_itself(homography_data: Path) -> None:
     train, _ = split_photos(homography_data / "photos")
-    data = PairDataset(train[-2:], 4, seed=3, augment=True)
+    data = PairDataset([read_grey(p) for p in train[-2:]], 4, seed=3, augment=True)
     inline, forked = list(batches(data, 2, 1, workers=0)), list(batches(data, 2, 1, workers=2))
     assert len(inline) == len(forked) == 2
     for a, b in zip(inline, forked):
@@ -266,7 +266,7 @@ def test_device_pairs_are_labelled_exactly_and_repeat_by_epoch(homography_data: 
     """Pairs made with torch (for a GPU) follow make_pair's protocol: the template is the input sampled at H (checked
     with make_pair's own sampler), the corners are H's, and a (seed, epoch) gives the same batch again."""
     photos = sorted((homography_data / "photos").glob("*.jpg"))[:3]
-    pairs = DevicePairs(photos, seed=5, augment=True, device=torch.device("cpu"))
+    pairs = DevicePairs([read_grey(p) for p in photos], seed=5, augment=True, device=torch.device("cpu"))
     first, again, other = (next(iter(pairs.epoch(e, 1, 4))) for e in (0, 0, 1))
     for i in range(4):
         h = first["H"][i].double()

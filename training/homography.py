@@ -32,7 +32,7 @@ from dlc_core.errors import InputError
 from dlc_core.homography.geometry import corner_error, success_rates
 from dlc_core.homography.model import HomographyConfig, HomographyModel, load_homography_model
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
-from dlc_core.homography.pairs import DevicePairs, DLKSample, PairDataset, make_pair, read_dlk, read_grey, split_photos
+from dlc_core.homography.pairs import DevicePairs, DLKSample, PairDataset, make_pair, read_dlk, read_grey, split_photos, stacked
 from dlc_core.homography.sift import sift_homography
 
 from . import common
@@ -116,10 +116,8 @@ def validate(model: HomographyModel, pairs: list[dict]) -> dict[str, float]:
 def estimate(model: HomographyModel, pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Corner errors of the full model and of its regression stage alone on labelled pairs (on the model's device)."""
     model.eval()
-    device = next(model.parameters()).device
-    stack = lambda key: torch.as_tensor(np.stack([p[key] for p in pairs]), device=device)  # noqa: E731
-    out = model(stack("input")[:, None], stack("template")[:, None])
-    corners = stack("corners").double()
+    image, template, corners = stacked(pairs, next(model.parameters()).device)
+    out = model(image, template)
     return corner_error(out["h"], corners).cpu().numpy(), corner_error(out["h_regression"], corners).cpu().numpy()
 
 
@@ -199,10 +197,12 @@ def train(args: argparse.Namespace) -> int:
         raise InputError("--features intensity has no feature pyramids to train: use --steps 0")
     if args.pairs_on_device and args.multimodal:
         raise InputError("--pairs-on-device makes single-modal pairs only; drop it for --multimodal")
-    data = PairDataset(train_photos, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
-    on_device = DevicePairs(train_photos, args.seed, args.augment, device) if args.pairs_on_device else None
-    val = [make_pair(read_grey(train_photos[i % len(train_photos)]), np.random.default_rng((10_000 + i,)), args.multimodal)
-           for i in range(VAL_PAIRS)]  # fmt: skip
+    greys = [read_grey(p) for p in train_photos]
+    if args.pairs_on_device:
+        source: PairDataset | DevicePairs = DevicePairs(greys, args.seed, args.augment, device)
+    else:
+        source = PairDataset(greys, args.pairs_per_epoch, args.seed, args.multimodal, args.augment)
+    val = [make_pair(greys[i % len(greys)], np.random.default_rng((10_000 + i,)), args.multimodal) for i in range(VAL_PAIRS)]
     model, started = initial_model(args, device)
     facts = {"train_photos": [p.name for p in train_photos], "held_out_photos": [p.name for p in test_photos],
              **started, "device": device.type}  # fmt: skip
@@ -224,10 +224,10 @@ def train(args: argparse.Namespace) -> int:
     while t.step < total:
         t.epoch = epoch = t.step // per_epoch
         stage = "regression" if t.step < args.regression_steps else "features"
-        if on_device:
-            loader = on_device.epoch(epoch, per_epoch, args.batch_size)
+        if isinstance(source, DevicePairs):
+            loader = source.epoch(epoch, per_epoch, args.batch_size)
         else:
-            loader = batches(data, args.batch_size, epoch, args.workers)
+            loader = batches(source, args.batch_size, epoch, args.workers)
         bar = common.progress(loader, per_epoch, f"{stage} epoch {epoch + 1}")
         for i, batch in enumerate(bar):
             if i < t.step % per_epoch:

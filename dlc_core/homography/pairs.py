@@ -125,14 +125,21 @@ def photometric_change(image: np.ndarray, template: np.ndarray, rng: np.random.G
     return (np.clip(noisy(image), 0, 1).astype(np.float32), np.clip(noisy(gain * template + offset), 0, 1).astype(np.float32))
 
 
-class PairDataset(torch.utils.data.Dataset):
-    """`count` pairs from photos; pair i uses photo i mod n and a generator seeded by (seed, epoch, i), so a fixed
-    set (validation, test) repeats exactly and a training set changes with set_epoch. `augment`: make_pair's."""
+def stacked(pairs: list[dict[str, np.ndarray]], device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A list of pairs as one batch: input (B, 1, 192, 192), template (B, 1, 128, 128), corners (B, 4, 2) float64."""
+    stack = lambda key: torch.as_tensor(np.stack([p[key] for p in pairs]), device=device)  # noqa: E731
+    return stack("input")[:, None], stack("template")[:, None], stack("corners").double()
 
-    def __init__(self, photos: list[Path], count: int, seed: int, multimodal: bool = False, augment: bool = False) -> None:
-        if not photos:
+
+class PairDataset(torch.utils.data.Dataset):
+    """`count` pairs from grey photos (read_grey); pair i uses photo i mod n and a generator seeded by (seed, epoch,
+    i), so a fixed set (validation, test) repeats exactly and a training set changes with set_epoch. `augment`:
+    make_pair's."""
+
+    def __init__(self, greys: list[np.ndarray], count: int, seed: int, multimodal: bool = False, augment: bool = False) -> None:
+        if not greys:
             raise InputError("no photos to make pairs from")
-        self.greys = [read_grey(p) for p in photos]
+        self.greys = greys
         self.count, self.seed, self.multimodal, self.augment, self.epoch = count, seed, multimodal, augment, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -153,10 +160,10 @@ class DevicePairs:
     GPU whose host has few cores, where make_pair's ~2 ms per pair on a CPU core starves the trainer. Single-modal
     only; the resize (torch's antialiased bilinear) differs slightly from PIL's, so evaluation keeps make_pair."""
 
-    def __init__(self, photos: list[Path], seed: int, augment: bool, device: torch.device) -> None:
-        if not photos:
+    def __init__(self, greys: list[np.ndarray], seed: int, augment: bool, device: torch.device) -> None:
+        if not greys:
             raise InputError("no photos to make pairs from")
-        self.greys = [torch.as_tensor(read_grey(p), device=device)[None, None] for p in photos]
+        self.greys = [torch.as_tensor(g, device=device)[None, None] for g in greys]
         self.seed, self.augment, self.device = seed, augment, device
         self.generator = torch.Generator()
 
