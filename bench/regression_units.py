@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dlc_core.atomic import write_json  # noqa: E402
-from dlc_core.homography.model import PAD, HomographyConfig, RegressionNet, load_homography_model  # noqa: E402
+from dlc_core.homography.model import HomographyConfig, RegressionNet, load_homography_model  # noqa: E402
 from dlc_core.homography.pairs import DevicePairs, make_pair, read_grey, split_photos, stacked  # noqa: E402
 from training.common import machine, now_iso  # noqa: E402
 
@@ -41,7 +41,7 @@ def activity(net: RegressionNet, probe: tuple[torch.Tensor, torch.Tensor, torch.
     image, template, corners = probe
     net.eval()
     with torch.no_grad():
-        hidden = net.body(torch.cat([image, F.pad(template, (PAD,) * 4)], 1))
+        hidden = net.body(net.stacked(image, template))
         error = (net.corners(image, template) - corners).norm(dim=-1).mean()
     net.train()
     return {"hidden_units": hidden.shape[1], "active_fraction": float((hidden > 0).float().mean()),
@@ -58,7 +58,8 @@ def train_head(norm: bool, greys: list[np.ndarray], args: argparse.Namespace, pr
     """The default regression network, with or without the LayerNorm, trained --train steps; activity every 50."""
     torch.manual_seed(args.seed)
     c = HomographyConfig()
-    net = RegressionNet(c.regression_channels, c.regression_grid, c.regression_hidden, norm)
+    # inputs as they were when this experiment was run (before the regression standardised them): LayerNorm only
+    net = RegressionNet(c.regression_channels, c.regression_grid, c.regression_hidden, norm, standardise=False)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     pairs, trace = DevicePairs(greys, args.seed, augment=True, device=torch.device("cpu")), []
     for step, batch in enumerate(pairs.epoch(0, args.train, args.batch), 1):

@@ -28,7 +28,7 @@ from dlc_core.homography.geometry import (
     success_rates,
 )
 from dlc_core.homography.lk import inverse_compositional, lk_loss, warp
-from dlc_core.homography.model import HomographyConfig, HomographyModel, dlkfm, load_homography_model
+from dlc_core.homography.model import HomographyConfig, HomographyModel, RegressionNet, dlkfm, load_homography_model
 from dlc_core.homography.objective import EntryChart, deeplk_convex_loss
 from dlc_core.homography.pairs import (DevicePairs, PairDataset, make_pair, map_like, random_window, read_dlk, read_grey, resized, sample_template,
                                        split_photos)
@@ -186,6 +186,25 @@ def test_lk_recovers_a_known_homography_from_a_small_perturbation(coffee: np.nda
     assert corner_error(inverse_compositional(exposed, image, start, max_iters=100, stop_px=1e-4).h, truth).item() > 0.1
 
 
+def test_regression_is_blind_to_an_exposure_change_and_old_cards_keep_their_inputs(coffee: np.ndarray) -> None:
+    pair = make_pair(coffee, np.random.default_rng(3))
+    image, template = torch.tensor(pair["input"])[None, None], torch.tensor(pair["template"])[None, None]
+    moved = {}
+    for standardise in (True, False):
+        torch.manual_seed(0)
+        net = RegressionNet((8, 8), grid=2, hidden=16, norm=True, standardise=standardise).eval()
+        torch.nn.init.normal_(net.head.weight)  # the head starts at zero: every input would give the nominal corners
+        with torch.no_grad():
+            moved[standardise] = (net.corners(image, template) - net.corners(0.6 * image + 0.3, 1.3 * template - 0.1)).abs().max()
+    assert moved[True] < 1e-3
+    assert moved[False] > 0.1
+    # the shipped cards predate the standardisation: they load without it, as they were trained
+    legacy = json.loads((REPO / "models" / "homography_intensity" / "model_card.json").read_text())["config"]
+    assert "regression_standardise" not in legacy
+    assert HomographyConfig.from_card(legacy).regression_standardise is False
+    assert HomographyConfig().regression_standardise is True
+
+
 def test_dlkfm_matches_the_formula_written_out() -> None:
     torch.manual_seed(0)
     f = torch.randn(1, 4, 5, 6, dtype=torch.float64)
@@ -336,7 +355,7 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     save_checkpoint(tmp_path / "other", other.state_dict(), {**card, "config": other.config.card()})
     capsys.readouterr()
     assert main([*fine_tune(tmp_path / "x", "4"), "--regression-from", str(tmp_path / "other")]) == 2
-    assert "its regression network ((32, 64, 128, 128), 1, 0, True) differs from this model's ((32, 64, 128, 128), 4, 256, True)" in capsys.readouterr().err
+    assert "its regression network ((32, 64, 128, 128), 1, 0, True, True) differs from this model's ((32, 64, 128, 128), 4, 256, True, True)" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

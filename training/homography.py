@@ -181,7 +181,7 @@ def provenance(folder: str, card: dict) -> dict:
             "done_steps": card["train"]["done_steps"], "wall_s": card["train"]["wall_s"]}  # fmt: skip
 
 
-REGRESSION_FIELDS = ("regression_channels", "regression_grid", "regression_hidden", "regression_norm")
+REGRESSION_FIELDS = ("regression_channels", "regression_grid", "regression_hidden", "regression_norm", "regression_standardise")
 
 
 def regression_shape(config: HomographyConfig) -> tuple:

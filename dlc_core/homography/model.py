@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_model
 from .geometry import INPUT_SIDE, NOMINAL_CORNERS, TEMPLATE_SIDE, corners_of, homography_from_corners, rescale
-from .lk import inverse_compositional, lk_loss
+from .lk import inverse_compositional, lk_loss, standardised
 
 LEVELS = 3
 PAD = (INPUT_SIDE - TEMPLATE_SIDE) // 2  # the template sits at (32, 32) of the regression input
@@ -31,6 +31,7 @@ class HomographyConfig:
     regression_grid: int = 4  # the last feature map is pooled to grid x grid cells, keeping where things are
     regression_hidden: int = 256  # width of the hidden layer of the corner head; 0: one linear layer
     regression_norm: bool = True  # LayerNorm before the hidden ReLU, so the units cannot all die
+    regression_standardise: bool = True  # input and template each brought to zero mean, unit variance first
     features: str = "learned"  # LK on the learned DLKFM maps, or "intensity": on the grey-level pyramid (standardised)
     lk_iters: int = 30
     lk_stop_px: float = 0.01
@@ -42,7 +43,8 @@ class HomographyConfig:
 
     @classmethod
     def from_card(cls, d: dict) -> "HomographyConfig":
-        return cls(**{**d, "regression_channels": tuple(d["regression_channels"])})
+        """The config a card records; cards written before the regression standardised its inputs lack the key."""
+        return cls(**{"regression_standardise": False, **d, "regression_channels": tuple(d["regression_channels"])})
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -53,10 +55,14 @@ class RegressionNet(nn.Module):
     """Input and zero-padded template stacked as 2 channels -> corner offsets (px) from the nominal square -> H.
     The features are pooled to a grid rather than to one vector: where a structure sits is what the corners need.
     Without `norm`, the hidden ReLUs died in training on a GPU: all 256 in one seed, all but 9-10 in two others
-    (bench/results/regression_units.json); normalised pre-activations keep about half of them firing per pair."""
+    (bench/results/regression_units.json); normalised pre-activations keep about half of them firing per pair.
+    With `standardise`, each image is brought to zero mean and unit variance before it is stacked, so a gain or an
+    offset between the camera's exposures cannot move the corners (without it, an exposure change took the corner
+    error of the shipped regression from 8.8 px to a median of 17 px, README)."""
 
-    def __init__(self, channels: tuple[int, ...], grid: int, hidden: int, norm: bool) -> None:
+    def __init__(self, channels: tuple[int, ...], grid: int, hidden: int, norm: bool, standardise: bool) -> None:
         super().__init__()
+        self.standardise = standardise
         layers, cin = [], 2
         for c in channels:
             layers += [conv(cin, c, 2), conv(c, c)]
@@ -71,11 +77,16 @@ class RegressionNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def stacked(self, image: Tensor, template: Tensor) -> Tensor:
+        """What the body sees: input and padded template as 2 channels, (B, 2, 192, 192)."""
+        if self.standardise:
+            image, template = standardised(image), standardised(template)
+        return torch.cat([image, F.pad(template, (PAD,) * 4)], 1)
+
     def corners(self, image: Tensor, template: Tensor) -> Tensor:
         """Predicted template corners in the input, (B, 4, 2)."""
-        x = torch.cat([image, F.pad(template, (PAD,) * 4)], 1)
-        offsets = 32.0 * self.head(self.body(x)).reshape(-1, 4, 2)
-        return torch.as_tensor(NOMINAL_CORNERS, dtype=x.dtype, device=x.device) + offsets
+        offsets = 32.0 * self.head(self.body(self.stacked(image, template))).reshape(-1, 4, 2)
+        return torch.as_tensor(NOMINAL_CORNERS, dtype=image.dtype, device=image.device) + offsets
 
 
 class FeaturePyramid(nn.Module):
@@ -120,7 +131,7 @@ class HomographyModel(nn.Module):
         super().__init__()
         self.config = config
         self.regression = RegressionNet(config.regression_channels, config.regression_grid, config.regression_hidden,
-                                        config.regression_norm)
+                                        config.regression_norm, config.regression_standardise)
         self.input_features = FeaturePyramid(config.channels)
         self.template_features = FeaturePyramid(config.channels)
 
