@@ -42,7 +42,7 @@ def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     if card.get("train", {}).get("steps", 0) < args.steps and not args.eval_only:
         cmd = [*DLC, "train", "registration", "--data", args.data, *SHIPPED, "--out", str(folder), "--seed", str(seed),
                "--steps", str(args.steps), "--epochs", "1000", "--batch-size", str(args.batch_size),
-               "--device", args.device, *ARMS[arm]]  # fmt: skip
+               "--device", args.device, *ARMS[arm], *args.extra.split()]  # fmt: skip
         run(cmd + (["--resume"] if (folder / "train_state.pt").is_file() else []), folder.parent / f"{folder.name}.log")
         card = json.loads(card_path.read_text())
     return card
@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
     p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
     p.add_argument("--eval-only", action="store_true", help="evaluate the runs as they are (e.g. stopped by a time limit)")
+    p.add_argument("--extra", default="", help="more flags for every training run, e.g. '--backbone prnet'")
     p.add_argument("--kitti", default=KITTI, help="KITTI root with the held-out sequences")
     args = p.parse_args()
     arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
@@ -81,7 +82,8 @@ def main() -> None:
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "benchmark": "lidar_experiment", "experiment": args.name,
         "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(), "machine": machine(),
-        "budget": {"steps": args.steps, "batch_size": args.batch_size, "seeds": seeds, "data": args.data, "trained": trained},
+        "budget": {"steps": args.steps, "batch_size": args.batch_size, "seeds": seeds, "data": args.data,
+                   "extra": args.extra, "trained": trained},
         "data": "kitti_mini 01,02", "results": results,
     })  # fmt: skip
     print(f"wrote bench/results/{args.name}.json")
