@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 # dlc: the DLC flags' defaults (as every trainer); dlc-prise: PRISE's settings for homography (μ 1, λ 5; METHOD §3.3)
 ARMS = {"no-dlc": ["--no-dlc"], "dlc": ["--dlc"], "dlc-prise": ["--dlc", "--mu", "1", "--beta", "5"],
         "intensity": ["--no-dlc"]}  # intensity: LK on the grey levels, nothing but the regression to train
-TESTS = {"single": [], "multimodal": ["--multimodal"]}
+TESTS = {"single": [], "multimodal": ["--multimodal"], "photometric": ["--photometric"]}  # dlc eval homography flags
 SR = ("0.1", "0.5", "1", "3", "5", "10", "20")
 
 
@@ -130,6 +130,7 @@ def main() -> None:
     p.add_argument("--parallel", action="store_true", help="train all arms and seeds at once (one GPU)")
     p.add_argument("--pairs-on-device", action="store_true", help="training pairs made on --device (few host cores)")
     p.add_argument("--pairs", type=int, default=200, help="pairs per test set")
+    p.add_argument("--tests", default="single,multimodal", help=f"test sets, from {', '.join(TESTS)}")
     p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
     p.add_argument("--runs", default="runs")
     p.add_argument("--train-only", action="store_true")
@@ -139,6 +140,7 @@ def main() -> None:
                    help="one regression run per seed, composed with every arm's pyramids (the stages are independent)")
     args = p.parse_args()
     arms, seeds = names(args.arms, ARMS, "arms"), [int(s) for s in args.seeds.split(",")]
+    tests = names(args.tests, TESTS, "test sets")
     root = run_root(args.runs, args.name)
     if "intensity" in arms and not args.shared_regression:
         sys.exit("--arms intensity needs --shared-regression (its model is a regression run composed with grey-level LK)")
@@ -156,14 +158,14 @@ def main() -> None:
 
     sift_folder = root / "sift"
     sift_folder.mkdir(exist_ok=True)
-    rows = [row("sift", None, test, evaluate(sift_folder, None, test, args)) for test in TESTS]
+    rows = [row("sift", None, test, evaluate(sift_folder, None, test, args)) for test in tests]
     for r in runs:
         rows += [row(r["arm"], r["seed"], test, evaluate(r["folder"], r["card"]["sha256"], test, args), r["card"])
-                 for test in TESTS]  # fmt: skip
+                 for test in tests]  # fmt: skip
     metrics = ("pe_mean", "pe_median", *(f"sr_{t}" for t in SR), "lk_diverged_rate", "time_ms_median")
     summary = [{"arm": arm, "test": test, **{m: summarise([r[m] for r in rows if r["arm"] == arm and r["test"] == test])
                                               for m in metrics}}
-               for arm in ["sift", *arms] for test in TESTS]  # fmt: skip
+               for arm in ["sift", *arms] for test in tests]  # fmt: skip
     write_json(REPO / "bench/results" / f"{args.name}.json", {
         "experiment": args.name, "command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": now_iso(),
         "machine": machine(), "evaluated_on": "this machine's CPU (machine); each run's training device is in its row",

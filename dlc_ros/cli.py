@@ -240,6 +240,9 @@ def _add_train_homography(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regression-from", default=None,
                    help="take the regression network from this trained model folder (same regression architecture); "
                         "with no steps: only compose it with --init's pyramids")
+    p.add_argument("--standardise-regression", action=argparse.BooleanOptionalAction, default=None,
+                   help="bring both images to zero mean, unit variance before the regression (blind to exposure); "
+                        "default: on for a new regression, as trained for one taken from --init/--regression-from")
     p.add_argument("--steps", type=_int_at_least(0), default=600,
                    help="stage 2: feature pyramid steps (DLC or DeepLK loss; 0 with --init: the regression only)")
     p.add_argument("--batch-size", type=_positive_int, default=8)

@@ -345,6 +345,14 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
                  "--regression-steps", "0", "--steps", "0"]) == 0  # fmt: skip
     grey_model, grey_card = load_homography_model(grey, torch.device("cpu"))
     assert grey_card["config"]["features"] == "intensity" and grey_card["config"]["channels"] == 16
+    assert grey_card["config"]["regression_standardise"] is True  # a new regression's inputs, kept by the composition
+    # a regression trained before the standardisation keeps its inputs when composed, unless asked to change them
+    for flag, expected in (([], False), (["--standardise-regression"], True)):
+        legacy = tmp_path / f"legacy{len(flag)}"
+        assert main([*tiny[:5], str(legacy), *tiny[6:8], "--regression-from", str(REPO / "models" / "homography_intensity"),
+                     "--features", "intensity", "--regression-steps", "0", "--steps", "0", *flag]) == 0  # fmt: skip
+        legacy_model, legacy_card = load_homography_model(legacy, torch.device("cpu"))
+        assert legacy_card["config"]["regression_standardise"] is expected and legacy_model.regression.standardise is expected
     image = torch.rand(1, 1, 192, 192)
     maps, _ = grey_model.pyramids(image, torch.rand(1, 1, 128, 128))
     assert torch.allclose(maps[2][0, 0, 5, 7], image[0, 0, 20:24, 28:32].mean())  # level 3: 4x4 means
@@ -355,7 +363,7 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     save_checkpoint(tmp_path / "other", other.state_dict(), {**card, "config": other.config.card()})
     capsys.readouterr()
     assert main([*fine_tune(tmp_path / "x", "4"), "--regression-from", str(tmp_path / "other")]) == 2
-    assert "its regression network ((32, 64, 128, 128), 1, 0, True, True) differs from this model's ((32, 64, 128, 128), 4, 256, True, True)" in capsys.readouterr().err
+    assert "its regression network ((32, 64, 128, 128), 1, 0, True) differs from this model's ((32, 64, 128, 128), 4, 256, True)" in capsys.readouterr().err
     result_path = tmp_path / "eval.json"
     assert main(["eval", "homography", "--model", str(out), "--images", str(homography_data / "dlk_format_fixture"),
                  "--json", str(result_path)]) == 0  # fmt: skip

@@ -41,7 +41,7 @@ from .registration import dlc_config
 VAL_PAIRS = 32
 RESUME_KEYS = ("images", "init", "regression_from", "multimodal", "augment", "dlc", "batch_size", "seed", "channels",
                "lr", "regression_lr", "K", "beta", "alpha", "mu", "agg", "terms", "trainable", "convex_weight", "pairs_per_epoch",
-               "pairs_on_device", "features")  # fmt: skip
+               "pairs_on_device", "features", "standardise_regression")  # fmt: skip
 
 
 @dataclass
@@ -172,8 +172,17 @@ def initial_model(args: argparse.Namespace, device: torch.device) -> tuple[Homog
             raise InputError(f"--regression-from {args.regression_from}: its regression network "
                              f"{regression_shape(donor.config)} differs from this model's {regression_shape(model.config)}")
         model.regression.load_state_dict(donor.regression.state_dict())
+        regression_inputs(model, donor.config.regression_standardise)  # the inputs the donor was trained on
         started["regression_from"] = provenance(args.regression_from, donor_card)
+    if args.standardise_regression is not None:
+        regression_inputs(model, args.standardise_regression)
     return model.train(), started
+
+
+def regression_inputs(model: HomographyModel, standardise: bool) -> None:
+    """Set whether the regression standardises its images, in the network and in the config the card records."""
+    model.config = replace(model.config, regression_standardise=standardise)
+    model.regression.standardise = standardise
 
 
 def provenance(folder: str, card: dict) -> dict:
@@ -181,7 +190,7 @@ def provenance(folder: str, card: dict) -> dict:
             "done_steps": card["train"]["done_steps"], "wall_s": card["train"]["wall_s"]}  # fmt: skip
 
 
-REGRESSION_FIELDS = ("regression_channels", "regression_grid", "regression_hidden", "regression_norm", "regression_standardise")
+REGRESSION_FIELDS = ("regression_channels", "regression_grid", "regression_hidden", "regression_norm")  # its architecture
 
 
 def regression_shape(config: HomographyConfig) -> tuple:
