@@ -5,6 +5,13 @@ an exact zero at the truth only in the first case; this says what is left of it 
 
     .venv/bin/python bench/homography_photometric.py --name homography_photometric
 
+The README's run adds the grey-level model shipped before the regression standardised its inputs, read from git:
+
+    mkdir -p runs/homography_intensity_f386363 && for f in model.pt model_card.json; do
+        git show f386363:models/homography_intensity/$f > runs/homography_intensity_f386363/$f; done
+    .venv/bin/python bench/homography_photometric.py --name homography_photometric --models \
+        models/homography_intensity,runs/homography_intensity_f386363,models/homography_nodlc,models/homography_dlc,sift
+
 Writes bench/results/<name>.json (every run's ``dlc eval`` result) and runs/<name>/ (the per-run JSONs).
 """
 
@@ -22,7 +29,7 @@ from experiment_common import DLC, REPO, run
 sys.path.insert(0, str(REPO))
 
 MODELS = ("models/homography_intensity", "models/homography_nodlc", "models/homography_dlc", "sift")
-KEEP = ("pe_mean", "pe_median", "sr", "lk_diverged_rate", "time_ms", "photometric", "data")
+KEEP = ("pe_mean", "pe_median", "pe_regression_median", "sr", "lk_diverged_rate", "time_ms", "photometric", "data")
 
 
 def main() -> None:
@@ -30,6 +37,7 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
     p.add_argument("--pairs", type=int, default=200)
+    p.add_argument("--models", default=",".join(MODELS), help="model folders and/or sift, comma-separated")
     args = p.parse_args()
 
     from dlc_core.atomic import write_json
@@ -38,7 +46,7 @@ def main() -> None:
     folder = REPO / "runs" / args.name
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for model in MODELS:
+    for model in args.models.split(","):
         for photometric in (False, True):
             out = folder / f"{Path(model).name}{'_photometric' if photometric else ''}.json"
             method = ["--method", "sift"] if model == "sift" else ["--model", model]

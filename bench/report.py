@@ -133,11 +133,13 @@ def photometric_table() -> list[str]:
     if r is None:
         return []
     heading = (f"**Two exposures** — the same test pairs as made (DeepLK protocol) and with `--photometric` (template "
-               f"gain 0.8–1.2, offset ±0.1, noise σ 0.02 on both); {r['data']}. Cells: SR < 1 px / SR < 3 px (%).")
+               f"gain 0.8–1.2, offset ±0.1, noise σ 0.02 on both); {r['data']}. Cells: SR < 1 px / SR < 3 px (%); "
+               "first guess: the regression's median corner error (px), as made / two exposures.")
     models = list(dict.fromkeys(x["model"] for x in r["runs"]))
-    cell = lambda m, ph: next(sr_1_3(x["sr"]) for x in r["runs"] if x["model"] == m and x["photometric"] == ph)  # noqa: E731
-    rows = [[label(m), cell(m, False), cell(m, True)] for m in models]
-    return table(heading, ["method", "as made", "two exposures"], rows, r)
+    run = lambda m, ph: next(x for x in r["runs"] if x["model"] == m and x["photometric"] == ph)  # noqa: E731
+    guess = lambda m: " / ".join(f"{run(m, ph)['pe_regression_median']:.1f}" for ph in (False, True))  # noqa: E731
+    rows = [[label(m), sr_1_3(run(m, False)["sr"]), sr_1_3(run(m, True)["sr"]), "–" if m == "sift" else guess(m)] for m in models]
+    return table(heading, ["method", "as made", "two exposures", "first guess"], rows, r)
 
 
 def label(model: str) -> str:
@@ -208,6 +210,7 @@ def main() -> None:
     out += homography_table("homography_finetune", "Homography, fine-tuning the shipped model's pyramids")
     out += homography_table("homography_regression", "Homography, 4,000 more regression steps for the shipped model")
     out += homography_table("homography_v3", "Homography, a grid-pooled regression trained on the GPU's own pairs")
+    out += homography_table("homography_v4_cpu", "Homography, the current regression (LayerNorm, standardised inputs) from scratch on this CPU")
     out += lk_basin_table()
     out += photometric_table()
     out += lidar_pairs_table()

@@ -198,8 +198,8 @@ def test_regression_is_blind_to_an_exposure_change_and_old_cards_keep_their_inpu
             moved[standardise] = (net.corners(image, template) - net.corners(0.6 * image + 0.3, 1.3 * template - 0.1)).abs().max()
     assert moved[True] < 1e-3
     assert moved[False] > 0.1
-    # the shipped cards predate the standardisation: they load without it, as they were trained
-    legacy = json.loads((REPO / "models" / "homography_intensity" / "model_card.json").read_text())["config"]
+    # cards from before the standardisation (the learned-feature models') load without it, as they were trained
+    legacy = json.loads((REPO / "models" / "homography_nodlc" / "model_card.json").read_text())["config"]
     assert "regression_standardise" not in legacy
     assert HomographyConfig.from_card(legacy).regression_standardise is False
     assert HomographyConfig().regression_standardise is True
@@ -349,7 +349,7 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     # a regression trained before the standardisation keeps its inputs when composed, unless asked to change them
     for flag, expected in (([], False), (["--standardise-regression"], True)):
         legacy = tmp_path / f"legacy{len(flag)}"
-        assert main([*tiny[:5], str(legacy), *tiny[6:8], "--regression-from", str(REPO / "models" / "homography_intensity"),
+        assert main([*tiny[:5], str(legacy), *tiny[6:8], "--regression-from", str(REPO / "models" / "homography_nodlc"),
                      "--features", "intensity", "--regression-steps", "0", "--steps", "0", *flag]) == 0  # fmt: skip
         legacy_model, legacy_card = load_homography_model(legacy, torch.device("cpu"))
         assert legacy_card["config"]["regression_standardise"] is expected and legacy_model.regression.standardise is expected
@@ -370,6 +370,13 @@ def test_cli_trains_evaluates_and_refuses(homography_data: Path, tmp_path: Path,
     result = json.loads(result_path.read_text())
     assert result["pairs"] == 3 and set(result["sr"]) == {"0.1", "0.5", "1", "3", "5", "10", "20"}
     assert {"pe_mean", "pe_median", "lk_diverged_rate", "time_ms", "peak_rss_mb", "device"} <= set(result)
+    # the regression's own corner error, recomputed here from the fixture's labels
+    trained, _ = load_homography_model(out, torch.device("cpu"))
+    samples = read_dlk(homography_data / "dlk_format_fixture", "val2014")
+    with torch.no_grad():
+        guesses = [trained.regression.corners(torch.as_tensor(x.input)[None, None], torch.as_tensor(x.template)[None, None]) for x in samples]
+    errors = [np.linalg.norm(g[0].double().numpy() - x.corners, axis=1).mean() for g, x in zip(guesses, samples)]
+    assert result["pe_regression_median"] == pytest.approx(np.median(errors), rel=1e-5)
     proc = subprocess.run([sys.executable, "-m", "dlc_ros.cli", "eval", "registration", "--model", str(out)],
                           capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2 and "is a 'homography' model, expected a 'registration' model" in proc.stderr

@@ -287,7 +287,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.method == "model" and not args.model:
         raise InputError("--method model needs --model DIR (or use --method sift)")
     pairs, data = evaluation_pairs(args)
-    pe, seconds, diverged, iterations = [], [], [], []
+    pe, pe_regression, seconds, diverged, iterations = [], [], [], [], []
     if args.method == "sift":
         for p in pairs:
             started = time.perf_counter()
@@ -302,7 +302,9 @@ def evaluate(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             out = model(torch.as_tensor(p["input"])[None, None], torch.as_tensor(p["template"])[None, None])
             seconds.append(time.perf_counter() - started)
-            pe.append(float(corner_error(out["h"], torch.as_tensor(p["corners"], dtype=torch.float64)[None])))
+            truth = torch.as_tensor(p["corners"], dtype=torch.float64)[None]
+            pe.append(float(corner_error(out["h"], truth)))
+            pe_regression.append(float(corner_error(out["h_regression"], truth)))
             diverged.append(bool(out["diverged"][0]))
             iterations.append(int(out["iterations"][0]))
     pe_arr = np.asarray(pe)
@@ -311,6 +313,8 @@ def evaluate(args: argparse.Namespace) -> int:
         "data": data, "command": args.command, "pairs": len(pairs), "samples": len(pairs), "skipped": 0,
         "multimodal": args.multimodal, "photometric": args.photometric, "seed": args.seed,
         "pe_mean": float(pe_arr.mean()), "pe_median": float(np.median(pe_arr)), "sr": success_rates(pe_arr),
+        # the first guess LK starts from: where a model loses pairs, the regression or the LK stage
+        "pe_regression_median": float(np.median(pe_regression)) if pe_regression else None,
         "lk_diverged_rate": float(np.mean(diverged)), "lk_iterations_mean": float(np.mean(iterations)) if iterations else None,
         "time_ms": common.time_stats_ms(seconds), "peak_rss_mb": round(common.peak_rss_mb(), 1), "device": "cpu",
         "machine": common.machine(), "date": common.now_iso(),
