@@ -168,6 +168,20 @@ def lidar_pairs_table() -> list[str]:
     return lines + [provenance(r), ""]
 
 
+def lidar_network_error_table() -> list[str]:
+    r = load("lidar_network_error")
+    if r is None:
+        return []
+    models = list(r["results"])
+    first = r["results"][models[0]]
+    heading = (f"**The LiDAR network alone** — every pair (i, i+g) of {r['data']}, the network's passes from the identity, "
+               "no ICP; cells: median RTE m / RRE deg against the truth. The identity column is the motion itself.")
+    cell = lambda row, who: f"{row[who + '_rte_m_median']:.2f} / {row[who + '_rre_deg_median']:.1f}"  # noqa: E731
+    rows = [[g, str(first[g]["pairs"]), *(cell(r["results"][m][g], "network") for m in models), cell(first[g], "identity")]
+            for g in first]  # fmt: skip
+    return table(heading, ["gap", "pairs", *(label(m) for m in models), "identity"], rows, r)
+
+
 def odometry_mode(run: dict) -> str:
     """', scan-to-scan', ', keyframes 3 m' or ', local map of 6 keyframes 3 m apart' for our runs."""
     distance, keyframes = run.get("keyframe_distance"), run.get("local_map_keyframes") or 1
@@ -214,6 +228,7 @@ def main() -> None:
     out += lk_basin_table()
     out += photometric_table()
     out += lidar_pairs_table()
+    out += lidar_network_error_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")
     out += lidar_odometry_table("lidar_odometry_long", "A long simulated drive")
     sys.stdout.write("\n".join(out) + "\n")
