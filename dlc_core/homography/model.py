@@ -57,8 +57,8 @@ class RegressionNet(nn.Module):
     Without `norm`, the hidden ReLUs died in training on a GPU: all 256 in one seed, all but 9-10 in two others
     (bench/results/regression_units.json); normalised pre-activations keep about half of them firing per pair.
     With `standardise`, each image is brought to zero mean and unit variance before it is stacked, so a gain or an
-    offset between the camera's exposures cannot move the corners (without it, an exposure change took the corner
-    error of the shipped regression from 8.8 px to a median of 17 px, README)."""
+    offset between the camera's exposures cannot move the corners (without it, an exposure change took the median
+    corner error of the previously shipped regression from 8.9 to 17.3 px, bench/results/homography_photometric.json)."""
 
     def __init__(self, channels: tuple[int, ...], grid: int, hidden: int, norm: bool, standardise: bool) -> None:
         super().__init__()
