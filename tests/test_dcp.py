@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dlc_core import geometry as g
-from dlc_core.models.dcp import DCP, DCPConfig, IterativeDCP
+from dlc_core.models.dcp import DCP, DCPConfig, IterativeDCP, unroll
 from dlc_core.models.embeddings import knn_indices
 from dlc_core.models.procrustes import procrustes
 
@@ -70,7 +70,7 @@ class ScriptedDCP(torch.nn.Module):
         super().__init__()
         self.updates, self.seen = updates, []
 
-    def forward(self, src, tgt):
+    def forward(self, src, tgt, f_tgt=None):
         r, t = self.updates[len(self.seen)]
         self.seen.append(src.clone())
         b = src.shape[0]
@@ -133,6 +133,25 @@ def test_dcp_handles_different_point_counts() -> None:
     model = DCP(DCPConfig(backbone="dcp", **TINY)).eval()
     r, t, corr, valid = model(torch.randn(2, 20, 3), torch.randn(2, 30, 3))
     assert r.shape == (2, 3, 3) and corr.shape == (2, 20, 3) and torch.isfinite(t).all()
+
+
+def test_inference_embeds_the_target_once_with_the_same_result() -> None:
+    torch.manual_seed(0)
+    model = IterativeDCP(DCPConfig(backbone="dcp", **TINY)).eval()
+    src, tgt = torch.randn(2, 24, 3), torch.randn(2, 24, 3)
+    calls = []
+    model.dcp.embedding.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    def both_embedded(moved: torch.Tensor):  # one pass with source and target embedded together, as in training
+        r, t, _, _ = model.dcp(moved, tgt)
+        return r, t, lambda r_all, t_all: (r_all, t_all)
+
+    with torch.no_grad():
+        cached = model(src, tgt, passes=3)
+        plain = unroll(both_embedded, src, 3, None, None, None)
+    assert calls == [2, 2, 2, 2, 4, 4, 4]  # the target once, then the source alone each pass | both, every pass
+    assert len(cached) == len(plain) == 3
+    for a, (r, t) in zip(cached, plain):
+        assert torch.allclose(a.rotation, r, atol=1e-5) and torch.allclose(a.translation, t, atol=1e-5)
 
 
 def test_knn_includes_self_and_matches_brute_force() -> None:

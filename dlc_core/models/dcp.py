@@ -94,14 +94,20 @@ class DCP(nn.Module):
             self.embedding = PointNetEmbedding(config.emb_dims)
         self.transformer = ContextTransformer(config.emb_dims, config.n_heads, config.ff_dims)
 
-    def forward(self, src: Tensor, tgt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Returns (R, t, soft correspondences (B, N, 3), valid (B,))."""
+    def features(self, cloud: Tensor) -> Tensor:
+        """Per-point embeddings (B, N, C) of clouds (B, N, 3)."""
+        return self.embedding(cloud).transpose(1, 2)
+
+    def forward(self, src: Tensor, tgt: Tensor, f_tgt: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Returns (R, t, soft correspondences (B, N, 3), valid (B,)); `f_tgt`: the target's features, when known."""
         b = src.shape[0]
-        if src.shape[1] == tgt.shape[1]:
-            emb = self.embedding(torch.cat([src, tgt], 0)).transpose(1, 2)
+        if f_tgt is not None:
+            f_src = self.features(src)
+        elif src.shape[1] == tgt.shape[1]:
+            emb = self.features(torch.cat([src, tgt], 0))
             f_src, f_tgt = emb[:b], emb[b:]
         else:
-            f_src, f_tgt = self.embedding(src).transpose(1, 2), self.embedding(tgt).transpose(1, 2)
+            f_src, f_tgt = self.features(src), self.features(tgt)
         if f_src.shape == f_tgt.shape:
             ctx = self.transformer(torch.cat([f_tgt, f_src], 0), torch.cat([f_src, f_tgt], 0))
             phi_src, phi_tgt = f_src + ctx[:b], f_tgt + ctx[b:]
@@ -136,8 +142,12 @@ class IterativeDCP(nn.Module):
         With stop thresholds, an example whose latest update is below both thresholds keeps its estimate, and the
         loop ends when every example has stopped (the update size is the test-time stopping rule; no ground truth).
         """
+        # the target does not move between passes, so at inference its features are computed once (in training,
+        # BatchNorm normalises source and target together, so every pass embeds both)
+        f_tgt = None if self.training else self.dcp.features(tgt)
+
         def step(moved: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor, Tensor], PassResult]]:
-            r_i, t_i, corr, valid = self.dcp(moved, tgt)
+            r_i, t_i, corr, valid = self.dcp(moved, tgt, f_tgt)
             return r_i, t_i, lambda r, t: PassResult(r, t, corr, valid)
 
         return unroll(step, src, passes, init, stop_angle_deg, stop_translation)
