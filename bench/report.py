@@ -175,7 +175,9 @@ def lidar_network_error_table() -> list[str]:
     models = list(r["results"])
     first = r["results"][models[0]]
     heading = (f"**The LiDAR network alone** — every pair (i, i+g) of {r['data']}, the network's passes from the identity, "
-               "no ICP; cells: median RTE m / RRE deg against the truth. The identity column is the motion itself.")
+               "no ICP; cells: median RTE m / RRE deg against the truth. The identity column is the motion itself. "
+               "Network time per pair (median, one thread): " + ", ".join(
+                   f"{label(m)} {ms:.0f} ms" for m, ms in r.get("network_ms_median", {}).items()) + ".")  # fmt: skip
     cell = lambda row, who: f"{row[who + '_rte_m_median']:.2f} / {row[who + '_rre_deg_median']:.1f}"  # noqa: E731
     rows = [[g, str(first[g]["pairs"]), *(cell(r["results"][m][g], "network") for m in models), cell(first[g], "identity")]
             for g in first]  # fmt: skip
