@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # the project's venv when there is one, else the running interpreter (a GPU machine with its own torch)
 DLC = [str(REPO / ".venv/bin/dlc")] if (REPO / ".venv/bin/dlc").is_file() else [sys.executable, "-m", "dlc_ros.cli"]
+
+
+def shared_data(*parts: str) -> str:
+    """A path in the shared data, as a flag's default: under $DLC_SHARED_DATA, else ../shared/data, relative to the
+    repository root (where the benches run their commands), so results record no machine's absolute path."""
+    return os.path.join(os.environ.get("DLC_SHARED_DATA", "../shared/data"), *parts)
 
 
 def run(cmd: list[str], log: Path) -> None:

@@ -12,6 +12,7 @@ Writes bench/results/<name>.json.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.experiment_common import shared_data  # noqa: E402
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.homography.geometry import corner_error, homography_from_corners, success_rates  # noqa: E402
 from dlc_core.homography.model import load_homography_model  # noqa: E402
@@ -57,11 +59,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+")
     p.add_argument("--name", required=True)
-    p.add_argument("--images", default=str(REPO.parent / "shared" / "data" / "homography" / "photos"))
+    p.add_argument("--images", default=shared_data("homography", "photos"),
+                   help="photo folder (relative paths: from the repository root)")
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--errors", default="0,2,4,6,8,12,16,23")
     args = p.parse_args()
     torch.set_num_threads(1)
+    os.chdir(REPO)  # relative paths, as recorded in the results, are the repository's
     pairs, data = evaluation_pairs(argparse.Namespace(images=args.images, split="test", seed=1234, pairs=args.pairs,
                                                       multimodal=False, photometric=False))  # the pairs dlc eval scores
     errors = [float(e) for e in args.errors.split(",")]
