@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import os
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summarise, train_arms
+from experiment_common import DLC, REPO, cached_eval, names, run, run_root, shared_data, summarise, train_arms
 
 sys.path.insert(0, str(REPO))
 
@@ -131,7 +130,7 @@ def main() -> None:
     p.add_argument("--pairs-on-device", action="store_true", help="training pairs made on --device (few host cores)")
     p.add_argument("--pairs", type=int, default=200, help="pairs per test set")
     p.add_argument("--tests", default="single,multimodal", help=f"test sets, from {', '.join(TESTS)}")
-    p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
+    p.add_argument("--images", default=shared_data("homography", "photos"))
     p.add_argument("--runs", default="runs")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--eval-only", action="store_true",

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, run
+from experiment_common import DLC, REPO, run, shared_data
 
 sys.path.insert(0, str(REPO))
 
@@ -35,7 +34,7 @@ KEEP = ("pe_mean", "pe_median", "pe_regression_median", "sr", "lk_diverged_rate"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", required=True)
-    p.add_argument("--images", default=os.path.relpath(REPO.parent / "shared" / "data" / "homography" / "photos", REPO))
+    p.add_argument("--images", default=shared_data("homography", "photos"))
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--models", default=",".join(MODELS), help="model folders and/or sift, comma-separated")
     args = p.parse_args()

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.data.kitti import KittiSequence  # noqa: E402
 from dlc_core.trajectory_metrics import ate_rmse, devkit_errors, pair_errors  # noqa: E402
+from bench.experiment_common import shared_data  # noqa: E402
 from training import common  # noqa: E402
 
 KISS = "kiss-icp"
@@ -104,7 +105,7 @@ def measure(method: str, spec: str, kitti: str, frames: int, mode: tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kitti", default=os.environ.get("DLC_SHARED_DATA", "../shared/data") + "/kitti_mini",
+    parser.add_argument("--kitti", default=shared_data("kitti_mini"),
                         help="KITTI root (relative paths: from the repository root)")
     parser.add_argument("--sequences", default="01,02,10", help="kitti_mini sequences")
     parser.add_argument("--sim", default="", help="comma-separated folders written by dlc sim")

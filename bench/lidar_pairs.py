@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,13 +19,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.experiment_common import DLC, run, run_root  # noqa: E402
+from bench.experiment_common import DLC, run, run_root, shared_data  # noqa: E402
 from dlc_core.atomic import write_json  # noqa: E402
 from training import common  # noqa: E402
 
 KEEP = ("pairs", "skipped", "success_rate", "rte_m_mean", "rre_deg_mean", "rte_m_median", "rre_deg_median",
         "fallback_rate", "status_rates", "per_gap", "pipeline", "time_ms", "peak_rss_mb")  # fmt: skip
-KITTI = os.environ.get("DLC_SHARED_DATA", "../shared/data") + "/kitti_mini"
+KITTI = shared_data("kitti_mini")
 
 
 def evaluate_models(models: list[str], kitti: str, sequences: str, max_gap: int, root: Path) -> dict[str, dict]:

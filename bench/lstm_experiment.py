@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import os
 import sys
 from pathlib import Path
 
-from experiment_common import DLC, REPO, cached_eval, names, run, run_root, summarise, train_arms
+from experiment_common import DLC, REPO, cached_eval, names, run, run_root, shared_data, summarise, train_arms
 
 sys.path.insert(0, str(REPO))
 
@@ -58,7 +57,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
     p.add_argument("--rotate", type=float, default=0.0, help="augmentation: rotations of up to ± this many degrees")
     p.add_argument("--zoom", type=float, default=0.0, help="augmentation: scaling by 1 ± up to this")
-    p.add_argument("--data", default=os.path.relpath(REPO.parent / "shared" / "data" / "mnist_5k", REPO),
+    p.add_argument("--data", default=shared_data("mnist_5k"),
                    help="MNIST folder (default ../shared/data/mnist_5k)")  # fmt: skip
     p.add_argument("--runs", default="runs", help="where the trained models go (not committed)")
     p.add_argument("--train-only", action="store_true", help="train, skip evaluation and the results file")
