@@ -43,6 +43,14 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 _positive_int = _int_at_least(1)
 
 
+def _fractions(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers strictly between 0 and 1 (empty: none)."""
+    values = _csv(float)(text)
+    if any(not 0.0 < v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected fractions between 0 and 1, got {text!r}")
+    return values
+
+
 def _float_in(low: float, high: float) -> Callable[[str], float]:
     """An argparse type: a float in [low, high]."""
 
@@ -133,6 +141,8 @@ def _add_train_registration(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--lr", type=float, default=1e-3)
     o.add_argument("--weight-decay", type=float, default=1e-4)
     o.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (guards the SVD backward)")
+    o.add_argument("--lr-milestones", type=_fractions, default=[0.3, 0.6, 0.8],
+                   help="LR x 0.1 at these fractions of the planned steps (default DCP's 0.3,0.6,0.8; '' = constant)")
     _add_dlc_flags(p)
     r = p.add_argument_group("registration DLC chart and landscape (DECISIONS.md D1)")
     r.add_argument("--noise-rot-deg", type=float, default=10.0, help="σ of the Gaussian noise on each Euler angle")

@@ -47,11 +47,10 @@ from .distributed import Rank, launch
 
 TRAIN_SPECS = ("shapes", "modelnet40", "bunny", "kitti", "sim", "cache")
 SCAN_SPECS = ("kitti", "sim")
-LR_MILESTONES = (0.3, 0.6, 0.8)  # DCP's 75/150/200 of 250 epochs, as fractions of the planned steps
 # Flags that must match when a run is resumed (the rest, e.g. --epochs or --steps, may change).
 RESUME_KEYS = (
     "data", "protocol", "backbone", "dlc", "batch_size", "seed", "num_points", "emb_dims", "k", "channels", "ff_dims",
-    "n_heads", "passes", "lr", "weight_decay", "K", "beta", "alpha", "mu", "agg", "terms", "trainable",
+    "n_heads", "passes", "lr", "lr_milestones", "weight_decay", "K", "beta", "alpha", "mu", "agg", "terms", "trainable",
     "noise_rot_deg", "noise_trans", "landscape", "kitti_sequences", "val_sequences", "poses_name", "max_gap", "yaw_deg",
     "min_range", "max_range", "ground_z", "voxel_size", "scale", "n_keypoints", "gumbel", "feature_weight", "cycle_weight",
 )  # fmt: skip
@@ -163,7 +162,7 @@ def build_training(args: argparse.Namespace, rank: Rank, device: torch.device, s
     dlc = DLCLoss(dlc_config(args)).to(device) if args.dlc else None
 
     def schedule(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler:
-        milestones = sorted({max(1, int(f * total)) for f in LR_MILESTONES})
+        milestones = sorted({max(1, int(f * total)) for f in args.lr_milestones})
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
 
     return common.start_training(model, dlc, args, rank, device, steps_per_epoch, schedule)
@@ -228,7 +227,7 @@ def _card(args: argparse.Namespace, t: common.Training, metrics: dict, preproces
         "train": {
             "data": args.data, "protocol": args.protocol, "epochs": t.epoch, "steps": t.step, "batch_size": args.batch_size,
             "passes": unrolled_passes(args), "feature_weight": args.feature_weight, "cycle_weight": args.cycle_weight,
-            "lr": args.lr, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+            "lr": args.lr, "lr_milestones": args.lr_milestones, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
             "seed": args.seed, "command": args.command, "git_commit": common.git_commit(),
             "torch": torch.__version__, "device": device.type, "world_size": args.nproc, "wall_s": round(t.wall_s, 1),
             "date": common.now_iso(), **cache_provenance(args),
