@@ -135,3 +135,25 @@ def test_a_prnet_step_optimises_task_feature_term_and_hinges_together(dlc: str) 
     hinges = stats["h1"] + stats["h2"] + stats["h3"] if dlc == "--dlc" else 0.0
     assert stats["feature"] > 0
     assert stats["loss"] == pytest.approx(stats["task"] + args.feature_weight * stats["feature"] + hinges, rel=1e-5)
+
+
+@pytest.mark.parametrize("milestones, expected", [("0.3,0.6,0.8", [1e-3, 1e-4, 1e-5, 1e-6]), ("0.8", [1e-3, 1e-3, 1e-3, 1e-4]),
+                                                  ("", [1e-3] * 4)])  # fmt: skip
+def test_lr_milestones_decay_at_their_fractions_of_the_planned_steps(milestones: str, expected: list[float]) -> None:
+    from dlc_ros.cli import build_parser
+    from training.distributed import Rank
+    from training.registration import build_training
+
+    args = build_parser().parse_args(["train", "registration", *TINY, "--out", "x", "--steps", "100", "--lr-milestones", milestones])
+    t = build_training(args, Rank(), torch.device("cpu"), steps_per_epoch=1000)
+    seen = {}
+    for step in range(100):  # the LR in force at steps 0, 30, 60 and 80 (after the 0.3/0.6/0.8 boundaries)
+        seen[step] = t.optimizer.param_groups[0]["lr"]
+        t.optimizer.step()
+        t.scheduler.step()
+    assert [seen[s] for s in (0, 30, 60, 80)] == pytest.approx(expected)
+
+
+def test_lr_milestones_outside_zero_one_are_refused() -> None:
+    proc = run_cli("train", "registration", "--out", "x", "--lr-milestones", "0.5,1.2")
+    assert proc.returncode == 2 and "expected fractions between 0 and 1" in proc.stderr
