@@ -66,7 +66,9 @@ class ICPConfig:
         max_correspondence_distance.
     iterations: maximum number of ICP iterations per stage.
     voxel_size: voxel-grid downsampling of both clouds before ICP; 0 = use every point.
-    num_threads: threads for small_gicp (open3d uses its own OpenMP setting).
+    num_threads: threads for ICP (small_gicp's and open3d's). With more than one, open3d sums its normal equations
+        in whatever order the threads finish, so a pair near the edge of ICP's basin can converge differently from
+        run to run (2 of 80 bunny pairs in `dlc demo`); 1 gives the same answer every run.
     relative_change: open3d ends a stage when fitness and inlier RMSE change by less than this (relative; open3d's
         default 1e-6). On LiDAR scans 1e-6 ran every iteration and 1e-4 took 40% less time on kitti_mini
         consecutive pairs (translation error +0.3-0.4 mm), so the scan pipeline uses 1e-4; on the bunny pairs 1e-4
@@ -285,15 +287,20 @@ def _import(module: str, package: str) -> ModuleType:
 
 def _align_open3d(source: Cloud, target: Cloud, init: np.ndarray, config: ICPConfig) -> np.ndarray:
     """Point-to-point or point-to-plane ICP with open3d; returns the 4x4 source->target transform."""
-    reg = _import("open3d", "open3d").pipelines.registration
-    plane = config.method == "point-to-plane"
-    src, tgt = source.open3d(normals=False), target.open3d(normals=plane)
+    o3d = _import("open3d", "open3d")
+    reg, plane = o3d.pipelines.registration, config.method == "point-to-plane"
     estimation = reg.TransformationEstimationPointToPlane() if plane else reg.TransformationEstimationPointToPoint()
     criteria = reg.ICPConvergenceCriteria(relative_fitness=config.relative_change, relative_rmse=config.relative_change,
                                           max_iteration=config.iterations)  # fmt: skip
-    transform = init
-    for gate in config.gates():
-        transform = reg.registration_icp(src, tgt, gate, transform, estimation, criteria).transformation
+    previous = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(config.num_threads)
+    try:
+        src, tgt = source.open3d(normals=False), target.open3d(normals=plane)
+        transform = init
+        for gate in config.gates():
+            transform = reg.registration_icp(src, tgt, gate, transform, estimation, criteria).transformation
+    finally:
+        o3d.utility.set_max_threads(previous)
     return np.array(transform, dtype=np.float64)
 
 

@@ -97,6 +97,21 @@ def test_recovers_bunny_pair(bunny_pair, method: str, seed: int) -> None:
     assert (result.iterations is None) == (method != "gicp")
 
 
+@pytest.mark.parametrize("method", ["point-to-point", "point-to-plane"])
+def test_one_thread_gives_the_same_transform_every_run(bunny_pair, method: str) -> None:
+    """open3d with several threads sums in finishing order (bit-different answers run to run, here every run);
+    num_threads=1 must reach it too, so `dlc demo` prints the same numbers each time."""
+    import open3d as o3d
+
+    source, target, gt = bunny_pair
+    init = perturb(gt, source, np.random.default_rng(0), degrees=10.0, shift=0.05)
+    config = ICPConfig(method=method, num_threads=1, **BUNNY_CONFIG)
+    before = o3d.utility.get_max_threads()
+    runs = [refine(source, target, init, config).transform for _ in range(4)]
+    assert all(np.array_equal(run, runs[0]) for run in runs[1:])
+    assert o3d.utility.get_max_threads() == before  # the process-wide setting is put back
+
+
 # --- bad input ------------------------------------------------------------------------------------------------
 
 
