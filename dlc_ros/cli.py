@@ -325,6 +325,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
     g.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
     g.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
+    g.add_argument("--net-icp-max-dist", type=float, default=4.0,
+                   help="ICP from the network's guess: coarse distance (m; bench/icp_gate.py)")  # fmt: skip
     g.add_argument("--min-fitness", type=float, default=0.6,
                    help="consistency check: accept ICP fitness >= this (0.6: bench/fitness_threshold.py)")  # fmt: skip
     g.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,

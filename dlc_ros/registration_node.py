@@ -100,6 +100,8 @@ PARAMETERS = (
           "stage (m)", bounds=(0.01, 50.0)),  # fmt: skip
     Param("icp_min_distance", PIPELINE.icp.min_correspondence_distance or 0.0, "ICP correspondence distance, fine "
           "stage (m); 0 = a single stage", bounds=(0.0, 50.0)),  # fmt: skip
+    Param("network_icp_max_distance", PIPELINE.network_icp_max_distance, "ICP from the network's guess: "
+          "correspondence distance of its coarse stage (m)", bounds=(0.01, 50.0)),  # fmt: skip
     Param("min_fitness", PIPELINE.min_fitness, "consistency check: ICP fitness below this is a failed registration",
           bounds=(0.0, 1.0)),  # fmt: skip
     Param("fallback", PIPELINE.fallback, "try FPFH + RANSAC when the check fails (as dlc bag eval; about 1 s on a "
@@ -139,6 +141,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],
+                          network_icp_max_distance=values["network_icp_max_distance"],
                           fallback=values["fallback"], keyframe_distance=values["keyframe_distance"],
                           local_map_keyframes=values["local_map_keyframes"])  # fmt: skip
 

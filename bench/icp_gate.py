@@ -1,0 +1,83 @@
+"""The first correspondence gate of the ICP that starts from the network's guess, chosen on simulated pairs that
+neither training nor the wide-baseline evaluation uses: `dlc eval pairs --no-fallback --net-icp-max-dist G` for each gate G, on a stretch of a
+held-out simulated drive taken every `--stride` frames (so gaps 1-9 span the wide baselines of real KITTI).
+
+    python bench/icp_gate.py --sim runs/sim_long/02 --gates 2,3,4 --models models/lidar_dlc,models/lidar_nodlc
+
+The drive is `dlc sim --trajectory ../shared/data/kitti_mini/poses_full_kitti_gt/02.txt --frames 3000 --seed 11`
+(README, long run): a trajectory and a seed no training run used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.experiment_common import DLC, run, run_root  # noqa: E402
+from dlc_core.atomic import write_json  # noqa: E402
+from training import common  # noqa: E402
+
+
+def select_frames(sim: Path, frames: list[int], root: Path) -> Path:
+    """A KITTI root holding sequence 00 = the chosen frames of the simulated sequence (scans linked, poses and
+    times cut to match, calib copied)."""
+    seq = root / "sequences" / "00"
+    if seq.exists():
+        shutil.rmtree(seq)
+    (seq / "velodyne").mkdir(parents=True)
+    poses, times = (np.loadtxt(sim / name, ndmin=1) for name in ("poses.txt", "times.txt"))
+    for i, frame in enumerate(frames):
+        (seq / "velodyne" / f"{i:06d}.bin").symlink_to((sim / "velodyne" / f"{frame:06d}.bin").resolve())
+    np.savetxt(seq / "poses.txt", poses[frames], fmt="%.9e")
+    np.savetxt(seq / "times.txt", times[frames], fmt="%.6f")
+    shutil.copy(sim / "calib.txt", seq / "calib.txt")
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sim", default="runs/sim_long/02", help="a simulated sequence folder (dlc sim)")
+    parser.add_argument("--start", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--stride", type=int, default=2, help="every stride-th scan: 0.6 m per scan becomes ~1.2 m")
+    parser.add_argument("--gates", default="2,3,4", help="first ICP gates to compare (m)")
+    parser.add_argument("--models", default="models/lidar_dlc,models/lidar_nodlc")
+    parser.add_argument("--max-gap", type=int, default=9)
+    parser.add_argument("--runs", default=str(REPO / "runs"))
+    parser.add_argument("--json", default=str(REPO / "bench/results/icp_gate.json"))
+    args = parser.parse_args()
+    root = run_root(args.runs, "icp_gate")
+    frames = list(range(args.start, args.start + args.frames * args.stride, args.stride))
+    kitti = select_frames(Path(args.sim), frames, root / "kitti")
+    results: dict[str, dict] = {}
+    for model in args.models.split(","):
+        for gate in args.gates.split(","):
+            out = root / f"{Path(model).name}_gate{gate}.json"
+            run(DLC + ["eval", "pairs", "--kitti", str(kitti), "--sequences", "00", "--poses-name", "poses.txt",
+                       "--max-gap", str(args.max_gap), "--model", model, "--no-fallback", "--net-icp-max-dist", gate,
+                       "--json", str(out)], root / "eval.log")  # fmt: skip
+            r = json.loads(out.read_text())
+            results.setdefault(model, {})[gate] = {
+                "success_rate": r["success_rate"], "time_ms_median": r["time_ms"]["median"], "pairs": r["pairs"],
+                "per_gap": {g: v["success_rate"] for g, v in r["per_gap"].items()},
+            }  # fmt: skip
+            print(f"{model:>22} gate {gate} m: success {100 * r['success_rate']:.1f}%  median "
+                  f"{r['time_ms']['median']:.0f} ms  per gap {[round(100 * v) for v in results[model][gate]['per_gap'].values()]}",
+                  flush=True)  # fmt: skip
+    write_json(args.json, {"benchmark": "icp_gate", "command": "python " + shlex.join(sys.argv), "date": common.now_iso(),
+                           "machine": common.machine(), "data": f"{args.sim} frames {frames[0]}-{frames[-1]} every {args.stride}",
+                           "results": results})  # fmt: skip
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
