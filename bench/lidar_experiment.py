@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 ARMS = {"dlc": ["--dlc"], "no-dlc": ["--no-dlc"]}
 # the shipped models' data and model flags (models/lidar_dlc/model_card.json), less budget, seed and arm
 SHIPPED = ["--poses-name", "poses.txt", "--kitti-sequences", "10", "--val-sequences", "01,02", "--num-points", "256",
-           "--noise-rot-deg", "5", "--noise-trans", "0.05"]  # fmt: skip
+           "--noise-rot-deg", "5", "--noise-trans", "0.05", "--lr-milestones", "0.8"]  # fmt: skip
 
 
 def train(arm: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
