@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.data.scan_pairs import open_sequences  # noqa: E402
-from dlc_core.metrics import rre_deg, rte  # noqa: E402
+from dlc_core.metrics import pose_errors  # noqa: E402
 from dlc_core.pipeline import PipelineConfig, ScanRegistrar  # noqa: E402
 from dlc_core.scan_preprocess import ScanPreprocess  # noqa: E402
 from training.common import machine, now_iso  # noqa: E402
@@ -58,7 +58,8 @@ def main() -> None:
         start = gt @ perturbation(rng, large=bool(k % 2))
         src, tgt = registrar.prepare(seq.scan(i + gap)), registrar.prepare(seq.scan(i))
         result = registrar.register(src, tgt, init=start)
-        ok = rte(result.transform[None, :3, 3], gt[None, :3, 3])[0] < 0.6 and rre_deg(result.transform[None, :3, :3], gt[None, :3, :3])[0] < 5
+        rte_m, rre = pose_errors(result.transform, gt)
+        ok = rte_m < 0.6 and rre < 5
         rows.append({"sequence": seq.sequence, "gap": gap, "large_start": bool(k % 2), "fitness": result.fitness, "correct": bool(ok)})
         print(f"{k + 1}/{args.pairs} gap {gap} fitness {result.fitness:.3f} {'ok' if ok else 'wrong'}", flush=True)
     fit = np.array([r["fitness"] for r in rows])

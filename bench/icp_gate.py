@@ -1,6 +1,6 @@
 """The first correspondence gate of the ICP that starts from the network's guess, chosen on simulated pairs that
-neither training nor the wide-baseline evaluation uses: `dlc eval pairs --no-fallback --net-icp-max-dist G` for each gate G, on a stretch of a
-held-out simulated drive taken every `--stride` frames (so gaps 1-9 span the wide baselines of real KITTI).
+neither training nor the wide-baseline evaluation uses: `dlc eval pairs --no-fallback --net-icp-max-dist G` for each
+gate G, on a stretch of a held-out simulated drive taken every `--stride` frames (so gaps 1-9 span wide baselines).
 
     python bench/icp_gate.py --sim runs/sim_long/02 --gates 2,3,4 --models models/lidar_dlc,models/lidar_nodlc
 

@@ -26,14 +26,9 @@ sys.path.insert(0, str(REPO))
 from bench.lidar_pairs import KITTI  # noqa: E402
 from dlc_core.atomic import write_json  # noqa: E402
 from dlc_core.data.kitti import KittiSequence, finite_points  # noqa: E402
-from dlc_core.metrics import rre_deg, rte  # noqa: E402
+from dlc_core.metrics import pose_errors  # noqa: E402
 from dlc_core.pipeline import ScanRegistrar  # noqa: E402
 from training import common  # noqa: E402
-
-
-def errors(transform: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(RTE m, RRE deg) of a 4x4 estimate against the 4x4 truth."""
-    return float(rte(transform[None, :3, 3], truth[None, :3, 3])[0]), float(rre_deg(transform[None, :3, :3], truth[None, :3, :3])[0])
 
 
 def per_gap(model: str, sequences: list[KittiSequence], max_gap: int) -> tuple[dict[str, dict], float]:
@@ -49,7 +44,7 @@ def per_gap(model: str, sequences: list[KittiSequence], max_gap: int) -> tuple[d
                 started = time.perf_counter()
                 estimate, _ = registrar.network_estimate(prepared[i + g], prepared[i], np.eye(4))
                 seconds.append(time.perf_counter() - started)
-                rows.setdefault(g, []).append((*errors(estimate, truth), *errors(np.eye(4), truth)))
+                rows.setdefault(g, []).append((*pose_errors(estimate, truth), *pose_errors(np.eye(4), truth)))
     keys = ("network_rte_m_median", "network_rre_deg_median", "identity_rte_m_median", "identity_rre_deg_median")
     gaps = {str(g): {"pairs": len(r), **{key: float(np.median([x[k] for x in r])) for k, key in enumerate(keys)}}
             for g, r in sorted(rows.items())}  # fmt: skip

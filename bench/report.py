@@ -146,8 +146,8 @@ def label(model: str) -> str:
     return {"none": "no network (ICP only)"}.get(model, model.rsplit("/", 1)[-1])
 
 
-def lidar_pairs_table(name: str = "lidar_pairs") -> list[str]:
-    r = load(name)
+def lidar_pairs_table() -> list[str]:
+    r = load("lidar_pairs")
     if r is None:
         return []
     lines = []

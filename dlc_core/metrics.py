@@ -21,6 +21,11 @@ def rte(t_pred: np.ndarray, t_gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(t_pred - t_gt, axis=-1)
 
 
+def pose_errors(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(RTE, RRE in degrees) of one 4x4 rigid transform against the true one."""
+    return float(rte(estimate[:3, 3], truth[:3, 3])), float(rre_deg(estimate[None, :3, :3], truth[None, :3, :3])[0])
+
+
 def euler_zyx_deg(r: np.ndarray) -> np.ndarray:
     """Euler vectors [z, y, x] in degrees of rotation matrices (N, 3, 3), as DCP's npmat2euler."""
     return Rotation.from_matrix(r).as_euler("zyx", degrees=True)

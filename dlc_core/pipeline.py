@@ -75,6 +75,18 @@ class PipelineConfig:
     # median 35 / 38 / 43 / 46 ms and p95 78 / 100 / 125 / 149 ms per scan (one core); 6 keeps the node's margin.
     local_map_keyframes: int = 6
 
+    def __post_init__(self) -> None:
+        if self.network_icp_max_distance < self.icp.gates()[-1]:
+            raise InputError(f"network_icp_max_distance ({self.network_icp_max_distance}) must be at least the ICP's "
+                             f"final correspondence distance ({self.icp.gates()[-1]})")  # fmt: skip
+
+    @property
+    def network_icp(self) -> ICPConfig:
+        """The ICP run from the network's guess: from network_icp_max_distance down to icp's final distance, so its
+        fitness is scored at the same gate as every other candidate's."""
+        return replace(self.icp, max_correspondence_distance=self.network_icp_max_distance,
+                       min_correspondence_distance=self.icp.gates()[-1])  # fmt: skip
+
 
 @dataclass
 class PreparedScan:
@@ -124,7 +136,6 @@ class ScanRegistrar:
         self.stop = (inference.get("stop_angle_deg", 0.05), inference.get("stop_translation", 1e-3))
         icp = config.icp  # its finest stage alone, for refining from a good prior
         self.fine_icp = replace(icp, max_correspondence_distance=icp.gates()[-1], min_correspondence_distance=None)
-        self.network_icp = replace(icp, max_correspondence_distance=config.network_icp_max_distance)
         self.rng = np.random.default_rng(0)
 
     @classmethod
@@ -180,7 +191,7 @@ class ScanRegistrar:
             clock = time.perf_counter()
             guess, passes = self.network_estimate(source, target, init)
             timings["network"] = 1000 * (time.perf_counter() - clock)
-            results.append(self._refined("network", guess, source, target, timings, self.network_icp))
+            results.append(self._refined("network", guess, source, target, timings, self.config.network_icp))
         if not streaming and (self.model is None or not self._accepted(results[0][1], source, target, init)):
             results.append(self._refined("prior", init, source, target, timings))
         status, best = max(results, key=lambda r: (r[1].fitness, -r[1].inlier_rmse))

@@ -15,10 +15,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from dlc_core.data.kitti import KittiSequence
 from dlc_core.errors import InputError
 from dlc_core.geometry import euler_zyx_to_matrix_np
-from dlc_core.metrics import rre_deg, rte
+from dlc_core.metrics import pose_errors, rte
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
 from dlc_core.odometry import MAX_EXTRAPOLATION, Odometry, scale_motion
-from dlc_core.pipeline import STATUSES, PipelineConfig, ScanRegistrar
+from dlc_core.pipeline import STATUSES, PipelineConfig, ScanRegistrar, scan_icp
 from dlc_core.pointcloud import voxel_downsample
 from dlc_core.scan_preprocess import ScanPreprocess, crop, network_candidates, network_sample
 from dlc_ros.bag_io import convert_sequence
@@ -33,8 +33,7 @@ def seq10(shared_data: Path) -> KittiSequence:
     return KittiSequence.open(shared_data / "kitti_mini", "10", "poses.txt")
 
 
-def errors(transform: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
-    return float(rte(transform[None, :3, 3], gt[None, :3, 3])[0]), float(rre_deg(transform[None, :3, :3], gt[None, :3, :3])[0])
+errors = pose_errors  # (RTE m, RRE deg) of a 4x4 estimate against the truth
 
 
 def test_preprocessing_crops_removes_ground_and_normalises() -> None:
@@ -98,6 +97,14 @@ def test_icp_from_the_network_starts_at_its_own_wider_gate(seq10: KittiSequence,
     far = rigid(0.0, [6.0, -4.0, 0.0])  # a prior far outside ICP's basin
     result = reg.register(src, tgt, init=far)
     assert (result.status == "network" and errors(result.transform, gt)[0] < 0.05) == registered
+
+
+def test_the_network_icp_ends_at_the_configured_final_gate_and_refuses_a_smaller_start() -> None:
+    single_stage = PipelineConfig(icp=scan_icp("point-to-plane", 2.0, None, 30))
+    assert single_stage.network_icp.gates() == pytest.approx([4.0, 2.0])  # scored at 2 m like the prior's ICP
+    assert PipelineConfig().network_icp.gates() == pytest.approx([4.0, 2.0**0.5, 0.5])
+    with pytest.raises(InputError, match=r"network_icp_max_distance \(0.1\) must be at least the ICP's final"):
+        PipelineConfig(network_icp_max_distance=0.1)
 
 
 def test_a_streamed_pair_is_refined_from_the_prior_before_the_network(seq10: KittiSequence) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dlc_core.metrics import registration_metrics, rre_deg, rte, success_mask
+from dlc_core.metrics import pose_errors, registration_metrics, rre_deg, rte, success_mask
 
 
 @pytest.fixture
@@ -74,3 +74,13 @@ def test_success_mask_uses_strict_thresholds() -> None:
     te = np.array([0.59, 0.1, 0.6, 0.1])
     assert success_mask(rre, te, 5.0, 0.6).tolist() == [True, False, False, False]
     assert success_mask(rre, te, 5.0, np.array([1.0, 1.0, 1.0, 1.0])).tolist() == [True, False, True, False]
+
+
+def test_pose_errors_of_one_4x4_transform() -> None:
+    truth = np.eye(4)
+    truth[:3, 3] = [1.0, 2.0, 0.5]
+    estimate = truth.copy()
+    estimate[:3, :3] = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    estimate[:3, 3] += [3.0, 4.0, 0.0]  # 5 m away, a quarter turn about z
+    assert pose_errors(estimate, truth) == pytest.approx((5.0, 90.0))
+    assert pose_errors(truth, truth) == (0.0, 0.0)

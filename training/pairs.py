@@ -16,7 +16,7 @@ import numpy as np
 from dlc_core.atomic import write_json
 from dlc_core.data.kitti import KittiSequence, finite_points
 from dlc_core.errors import InputError
-from dlc_core.metrics import rre_deg, rte, success_mask
+from dlc_core.metrics import pose_errors, success_mask
 from dlc_core.pipeline import PipelineConfig, ScanRegistrar, scan_icp
 from dlc_core.scan_preprocess import ScanPreprocess
 
@@ -65,11 +65,9 @@ def evaluate(args: argparse.Namespace) -> int:
                 skipped += 1
                 continue
             result = registrar.register(prepared[j], prepared[i])
-            gt = seq.relative(i, j)
+            rte_m, rre = pose_errors(result.transform, seq.relative(i, j))
             rows.append({"sequence": seq.sequence, "gap": j - i, "status": result.status, "fitness": result.fitness,
-                         "rte_m": float(rte(result.transform[None, :3, 3], gt[None, :3, 3])[0]),
-                         "rre_deg": float(rre_deg(result.transform[None, :3, :3], gt[None, :3, :3])[0]),
-                         "ms": result.timings_ms["total"]})  # fmt: skip
+                         "rte_m": rte_m, "rre_deg": rre, "ms": result.timings_ms["total"]})  # fmt: skip
     if not rows:
         raise InputError("no pair could be registered (every frame was skipped)")
     report = summarise(rows)
