@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from dlc_core import geometry as g
 from dlc_core.models.dcp import DCP, DCPConfig, IterativeDCP, unroll
-from dlc_core.models.embeddings import knn_indices
+from dlc_core.models.embeddings import knn_indices, pointwise
 from dlc_core.models.procrustes import procrustes
 
 TINY = dict(emb_dims=16, channels=(8, 8, 8, 8), ff_dims=32, k=4, n_heads=2)
@@ -155,12 +156,32 @@ def test_inference_embeds_the_target_once_with_the_same_result() -> None:
 
 
 def test_knn_includes_self_and_matches_brute_force() -> None:
-    x = torch.randn(2, 3, 25)
+    x = torch.randn(2, 25, 3)
     idx = knn_indices(x, 5)
-    d = torch.cdist(x.transpose(1, 2), x.transpose(1, 2))
+    d = torch.cdist(x, x)
     brute = d.topk(5, largest=False).indices
     assert torch.equal(idx.sort(-1).values, brute.sort(-1).values)
     assert (idx[..., 0] == torch.arange(25)).all()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_pointwise_runs_a_channels_first_stack_channels_last(training: bool) -> None:
+    """Same output and the same BatchNorm statistics as the stack itself on the channels-first tensor (eval: the
+    batch norm folded into the matrix; train: batch statistics over every axis but the channels)."""
+    torch.manual_seed(0)
+    for conv, norm, x, bias in ((torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.randn(2, 6, 10, 4), False),
+                                (torch.nn.Conv1d, torch.nn.BatchNorm1d, torch.randn(3, 6, 7), True)):  # fmt: skip
+        stack = torch.nn.Sequential(conv(6, 5, 1, bias=bias), norm(5), torch.nn.LeakyReLU(0.2))
+        with torch.no_grad():  # non-trivial running statistics and affine parameters
+            stack[1].running_mean.uniform_(-1, 1), stack[1].running_var.uniform_(0.5, 2)
+            stack[1].weight.uniform_(0.5, 2), stack[1].bias.uniform_(-1, 1)
+        twin = copy.deepcopy(stack)
+        stack.train(training), twin.train(training)
+        expected = stack(x)
+        got = pointwise(twin, x.movedim(1, -1)).movedim(-1, 1)
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert torch.allclose(twin[1].running_mean, stack[1].running_mean, atol=1e-6)
+        assert torch.allclose(twin[1].running_var, stack[1].running_var, atol=1e-6)
 
 
 def test_bad_config_is_refused() -> None:

@@ -96,7 +96,7 @@ class DCP(nn.Module):
 
     def features(self, cloud: Tensor) -> Tensor:
         """Per-point embeddings (B, N, C) of clouds (B, N, 3)."""
-        return self.embedding(cloud).transpose(1, 2)
+        return self.embedding(cloud)
 
     def forward(self, src: Tensor, tgt: Tensor, f_tgt: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Returns (R, t, soft correspondences (B, N, 3), valid (B,)); `f_tgt`: the target's features, when known."""

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..geometry import compose
 from .dcp import ContextTransformer, PassResult, unroll
-from .embeddings import edge_features, knn_indices
+from .embeddings import edge_features, knn_indices, pointwise
 from .procrustes import procrustes
 
 BACKBONES = ("prnet",)
@@ -122,13 +122,12 @@ class DynamicDGCNN(nn.Module):
         )
 
     def forward(self, points: Tensor) -> Tensor:
-        """(B, N, 3) points -> (B, emb_dims, N) embeddings."""
-        x = points.transpose(1, 2)
-        pooled = []
+        """(B, N, 3) points -> (B, N, emb_dims) embeddings (channels-last, see embeddings.py)."""
+        x, pooled = points, []
         for conv in self.convs:
-            x = conv(edge_features(x, knn_indices(x, self.k))).amax(dim=-1)
+            x = pointwise(conv, edge_features(x, knn_indices(x, self.k))).amax(dim=2)
             pooled.append(x)
-        return self.mix(torch.cat(pooled, dim=1))
+        return pointwise(self.mix, torch.cat(pooled, dim=-1))
 
 
 class TemperatureNet(nn.Module):
@@ -189,7 +188,7 @@ class PRNetIteration(nn.Module):
 
     def embed(self, src: Tensor, tgt: Tensor) -> tuple[Tensor, Tensor]:
         """Φ_x (B, N, C), Φ_y (B, M, C): per-cloud embeddings plus the transformer's cross-cloud context."""
-        f_src, f_tgt = self.embedding(src).transpose(1, 2), self.embedding(tgt).transpose(1, 2)
+        f_src, f_tgt = self.embedding(src), self.embedding(tgt)
         return f_src + self.transformer(f_tgt, f_src), f_tgt + self.transformer(f_src, f_tgt)
 
     def assign(self, scores: Tensor, tau: Tensor) -> Tensor:
