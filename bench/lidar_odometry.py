@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -62,14 +63,16 @@ def kiss_steps(scans: Iterator[np.ndarray]) -> tuple[list[np.ndarray], list[floa
     return poses, seconds
 
 
-def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, mode: tuple[float, int]
+def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, mode: tuple[float, int], icp: str
               ) -> tuple[list[np.ndarray], list[float], dict]:  # fmt: skip
-    """Our odometry's poses, seconds per frame and status counts (keyframes counted as "keyframes")."""
+    """Our odometry's poses, seconds per frame and status counts (keyframes counted as "keyframes"); ICP method
+    `icp` on one thread, the rest of the pipeline as shipped."""
     from dlc_core.odometry import Odometry
     from dlc_core.pipeline import PipelineConfig, ScanRegistrar
     from dlc_core.scan_preprocess import ScanPreprocess
 
-    config = PipelineConfig(keyframe_distance=mode[0], local_map_keyframes=mode[1])
+    config = PipelineConfig(icp=replace(PipelineConfig().icp, method=icp, num_threads=1), keyframe_distance=mode[0],
+                            local_map_keyframes=mode[1])  # fmt: skip
     registrar = ScanRegistrar(ScanPreprocess(), config) if model == "none" else ScanRegistrar.load(REPO / model, config)
     odometry, seconds, statuses = Odometry(registrar), [], {}
     for scan, stamp in zip(scans, stamps):
@@ -82,7 +85,7 @@ def our_steps(scans: Iterator[np.ndarray], stamps: np.ndarray, model: str, mode:
     return odometry.poses, seconds, statuses
 
 
-def measure(method: str, spec: str, kitti: str, frames: int, mode: tuple[float, int]) -> dict:
+def measure(method: str, spec: str, kitti: str, frames: int, mode: tuple[float, int], icp: str) -> dict:
     """One method on one sequence (run in its own process: the peak memory is this run's)."""
     seq = open_sequence(spec, kitti)
     count = min(len(seq), frames)
@@ -92,12 +95,16 @@ def measure(method: str, spec: str, kitti: str, frames: int, mode: tuple[float, 
     if method == KISS:
         poses, seconds = kiss_steps(scans)
     else:
-        poses, seconds, statuses = our_steps(scans, seq.times[:count], method, mode)
+        from dlc_core.pipeline import PipelineConfig  # not imported for KISS-ICP: its peak memory is its own
+
+        icp = icp or PipelineConfig().icp.method
+        poses, seconds, statuses = our_steps(scans, seq.times[:count], method, mode, icp)
     poses = np.array(poses).reshape(-1, 4, 4)
     te, re = pair_errors(poses, gt)
     ours = method != KISS
     return {"method": method, "keyframe_distance": mode[0] if ours else None,
-            "local_map_keyframes": mode[1] if ours else None, "sequence": spec, "frames": count, "rte_m_mean": float(te.mean()),
+            "local_map_keyframes": mode[1] if ours else None, "icp": icp if ours else None,
+            "sequence": spec, "frames": count, "rte_m_mean": float(te.mean()),
             "rre_deg_mean": float(re.mean()), "ate_m": ate_rmse(poses, gt), **devkit_errors(poses, gt),
             "time_ms": common.time_stats_ms(seconds[1:]), "peak_rss_mb": round(common.peak_rss_mb(), 1),
             "statuses": statuses}  # fmt: skip
@@ -113,12 +120,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100000, help="at most this many frames per sequence")
     parser.add_argument("--modes", default="0:1,3:1,3:6", help="our methods run once per DISTANCE:KEYFRAMES entry "
                         "(keyframe distance in m, 0 = scan-to-scan; keyframes in the local map, 1 = none)")  # fmt: skip
+    parser.add_argument("--icp", default="", help="ICP method of our pipeline (dlc eval pairs --icp; default the pipeline's)")
     parser.add_argument("--json", default=str(REPO / "bench/results/lidar_odometry.json"))
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "SEQUENCE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         distance, keyframes = args.one[2].split(":")
-        print(json.dumps(measure(args.one[0], args.one[1], args.kitti, args.frames, (float(distance), int(keyframes)))))
+        print(json.dumps(measure(args.one[0], args.one[1], args.kitti, args.frames, (float(distance), int(keyframes)),
+                                 args.icp)))  # fmt: skip
         return
     specs = [f"kitti:{s}" for s in args.sequences.split(",") if s] + [s for s in args.sim.split(",") if s]
     modes = [(float(d), int(k)) for d, k in (entry.split(":") for entry in args.modes.split(","))]
@@ -127,7 +136,7 @@ def main() -> None:
     runs = []
     for spec in specs:
         for method, mode in methods:
-            cmd = [sys.executable, __file__, "--kitti", args.kitti, "--frames", str(args.frames), "--one", method, spec,
+            cmd = [sys.executable, __file__, "--kitti", args.kitti, "--frames", str(args.frames), "--icp", args.icp, "--one", method, spec,
                    f"{mode[0]}:{mode[1]}"]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
             if proc.returncode:

@@ -49,10 +49,14 @@ class PipelineConfig:
     """Run-time settings of the pipeline (the preprocessing itself comes from the model card)."""
 
     passes: int | None = None  # network passes; None = the model card's
-    icp: ICPConfig = field(default_factory=lambda: scan_icp("point-to-plane", 2.0, 0.5, 30))
+    # GICP (small_gicp): on 30 scans of a held-out simulated drive, pairs 1-9 apart, no fallback, it registered 91.1% /
+    # 90.2% / 81.3% (DLC / no DLC / no network) where open3d's point-to-plane reached 78.7 / 70.2 / 51.1%, and took
+    # less time (median 100 against 122-134 ms with a network; bench/icp_gate.py): it keeps its target's KD-tree and
+    # covariances between calls, open3d rebuilds a KD-tree per stage.
+    icp: ICPConfig = field(default_factory=lambda: scan_icp("gicp", 2.0, 0.5, 30))
     # ICP from the network's guess starts at this coarser gate (m; the rest of the schedule is icp's): at wide
-    # baselines the guess lands metres off. On 30 scans of a held-out simulated drive, pairs 1-9 scans apart, without
-    # the fallback: 4 m registered 78.7% (DLC) / 70.2% (no DLC), 3 m 77.8 / 68.9%, 2 m 76.0 / 66.7% (bench/icp_gate.py).
+    # baselines the guess lands metres off. On the same simulated pairs with GICP, 4 m registered 91.1% (DLC) / 90.2%
+    # (no DLC) and 2 m 90.2 / 89.8% (point-to-plane: 78.7 / 70.2% and 76.0 / 66.7%; bench/icp_gate.py).
     network_icp_max_distance: float = 4.0
     min_fitness: float = 0.6  # bench/fitness_threshold.py: simulated pairs separate at 0.55 (wrong) | 0.64 (right)
     fallback: bool = True

@@ -321,7 +321,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     """The LiDAR pipeline's run-time settings, the same for dlc eval pairs, dlc bag eval and the node."""
     g = p.add_argument_group("pipeline (network passes -> ICP -> consistency check -> fallback)")
     g.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
-    g.add_argument("--icp", default="point-to-plane", choices=("point-to-point", "point-to-plane", "gicp"))
+    g.add_argument("--icp", default="gicp", choices=("point-to-point", "point-to-plane", "gicp"),
+                   help="ICP method (gicp: bench/icp_gate.py)")  # fmt: skip
     g.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
     g.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
     g.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")
@@ -483,7 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(verbs)
     _add_ros_verbs(verbs)
     _add_landscape(verbs)
-    demo = _parser(verbs, "demo", "Evaluate the shipped models on real data and print the metrics table.", "dlc demo")
+    demo = _parser(verbs, "demo", "Replay the real sample bag with the shipped LiDAR models, then the shipped object "
+                   "models on real bunny pairs; print the metrics tables (no training).", "dlc demo")  # fmt: skip
+    demo.add_argument("--out", default="runs/demo", help="where the replay writes plots, poses and "
+                      "metrics (default runs/demo)")  # fmt: skip
     _add_common(demo)
     demo.set_defaults(handler=_lazy("training.demo", "run"))
     return parser
