@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from dlc_core.data.kitti import KittiSequence
 from dlc_core.errors import InputError
 from dlc_core.geometry import euler_zyx_to_matrix_np
+from dlc_core.icp import score
 from dlc_core.metrics import pose_errors, rte
 from dlc_core.models.dcp import DCPConfig, IterativeDCP
 from dlc_core.odometry import MAX_EXTRAPOLATION, Odometry, scale_motion
@@ -194,23 +195,23 @@ def test_the_local_map_holds_the_last_keyframes_in_the_newest_ones_frame(shared_
     assert np.array_equal(alone.target.icp.points, clouds[0])
 
 
-def test_an_isolated_pair_falls_back_unless_confident_and_a_streamed_one_only_when_it_fails(seq10: KittiSequence) -> None:
+def test_the_fallback_is_tried_only_when_the_check_fails(seq10: KittiSequence) -> None:
     """A real scan onto itself with a wedge of the target cut away: the right answer (identity) fits only the part
-    that is left. Cut 130 deg, the fit is below prior_fitness but above min_fitness: an isolated pair also tries the
-    global registration, a streamed pair (prior given) does not; cut 60 deg, the isolated pair is confident."""
+    that is left. Cut 130 deg, the fit passes the check (at least min_fitness) and no pair tries the global
+    registration; cut 270 deg, it fails the check and both an isolated and a streamed pair try it."""
     scan = seq10.scan(0)[:, :3]
-    angle = np.degrees(np.arctan2(scan[:, 1], scan[:, 0]))
+    angle = np.degrees(np.arctan2(scan[:, 1], scan[:, 0])) % 360
     registrar = ScanRegistrar(ScanPreprocess(), PipelineConfig())
     source = registrar.prepare(scan)
-    for cut, isolated_falls_back in ((130, True), (60, False)):
-        target = registrar.prepare(scan[~((angle > 0) & (angle < cut))])
+    for cut, falls_back in ((130, False), (270, True)):
+        target = registrar.prepare(scan[angle >= cut])
         isolated = registrar.register(source, target)
         streamed = registrar.register(source, target, init=np.eye(4))
-        config = registrar.config
-        assert (config.min_fitness <= isolated.fitness < config.prior_fitness) == isolated_falls_back
-        assert ("global" in isolated.timings_ms) == isolated_falls_back
-        assert "global" not in streamed.timings_ms and streamed.fitness >= config.min_fitness
-        assert rte(isolated.transform[None, :3, 3], np.zeros((1, 3)))[0] < 0.05  # still the identity
+        fit, _ = score(source.icp, target.icp, np.eye(4), registrar.config.icp.gates()[-1])
+        assert (fit < registrar.config.min_fitness) == falls_back
+        assert ("global" in isolated.timings_ms) == ("global" in streamed.timings_ms) == falls_back
+        if not falls_back:
+            assert rte(isolated.transform[None, :3, 3], np.zeros((1, 3)))[0] < 0.05  # still the identity
 
 
 def test_untrained_network_runs_and_reports_a_status(seq10: KittiSequence) -> None:
