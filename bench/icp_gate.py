@@ -1,8 +1,8 @@
-"""The pipeline's run-time settings for isolated pairs — the ICP method, the first correspondence gate of the ICP
-from the network's guess, the network passes, the fallback — chosen on simulated pairs that neither training nor the
-wide-baseline evaluation uses: `dlc eval pairs --icp M --net-icp-max-dist G --iters P --[no-]fallback` for every
+"""The pipeline's run-time settings for isolated pairs — the method and first correspondence gate of the ICP from the
+network's guess, the network passes, the fallback — chosen on simulated pairs that neither training nor the
+wide-baseline evaluation uses: `dlc eval pairs --net-icp M --net-icp-max-dist G --iters P --[no-]fallback` for every
 combination asked for, on a stretch of a held-out simulated drive taken every `--stride` frames (so gaps 1-9 span
-wide baselines).
+wide baselines). "none" (no network) runs the pipeline's ICP from the identity, once per fallback setting.
 
     python bench/icp_gate.py --sim runs/sim_long/02 --methods point-to-plane,gicp --gates 2,4
     python bench/icp_gate.py --methods gicp --gates 4 --passes 5,3 --fallback off,on --json bench/results/pipeline_passes.json
@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--stride", type=int, default=2, help="every stride-th scan: 0.6 m per scan becomes ~1.2 m")
-    parser.add_argument("--methods", default="point-to-plane,gicp", help="ICP methods to compare (dlc eval pairs --icp)")
+    parser.add_argument("--methods", default="point-to-plane,gicp",
+                        help="methods of the ICP from the network's guess to compare (dlc eval pairs --net-icp)")  # fmt: skip
     parser.add_argument("--gates", default="2,4", help="first gates of the ICP from the network's guess to compare (m)")
     parser.add_argument("--passes", default="", help="network passes to compare (dlc eval pairs --iters; '' = the card's)")
     parser.add_argument("--fallback", default="off", help="'off', 'on' or 'off,on': without / with the global fallback")
@@ -66,21 +67,24 @@ def main() -> None:
     frames = list(range(args.start, args.start + args.frames * args.stride, args.stride))
     kitti = select_frames(Path(args.sim), frames, root / "kitti")
     rows = []
-    for model, method, fallback in itertools.product(args.models.split(","), args.methods.split(","), args.fallback.split(",")):
-        network = [""] if model == "none" else None  # no network: neither the gate nor the passes are used
-        for gate, passes in itertools.product(network or args.gates.split(","), network or args.passes.split(",")):
+    for model, fallback in itertools.product(args.models.split(","), args.fallback.split(",")):
+        network = [""] if model == "none" else None  # no network: none of the network's settings is used
+        grid = itertools.product(network or args.methods.split(","), network or args.gates.split(","),
+                                 network or args.passes.split(","))  # fmt: skip
+        for method, gate, passes in grid:
             out = root / f"{Path(model).name}_{method}_g{gate}_p{passes}_{fallback}.json"
             run(DLC + ["eval", "pairs", "--kitti", str(kitti), "--sequences", "00", "--poses-name", "poses.txt",
-                       "--max-gap", str(args.max_gap), "--model", model, "--icp", method,
+                       "--max-gap", str(args.max_gap), "--model", model, *(["--net-icp", method] if method else []),
                        "--fallback" if fallback == "on" else "--no-fallback", *(["--net-icp-max-dist", gate] if gate else []),
                        *(["--iters", passes] if passes else []), "--json", str(out)], root / "eval.log")  # fmt: skip
             r = json.loads(out.read_text())
-            rows.append({"model": model, "icp": method, "net_icp_max_dist": r["pipeline"]["net_icp_max_dist"] if gate else None,
+            rows.append({"model": model, "icp": r["pipeline"]["icp"], "net_icp": method or None,
+                         "net_icp_max_dist": r["pipeline"]["net_icp_max_dist"] if gate else None,
                          "passes": r["pipeline"]["passes"] if model != "none" else None, "fallback": fallback == "on",
                          "success_rate": r["success_rate"], "fallback_rate": r["fallback_rate"],
                          "time_ms_median": r["time_ms"]["median"], "pairs": r["pairs"],
                          "per_gap": {g: v["success_rate"] for g, v in r["per_gap"].items()}})  # fmt: skip
-            print(f"{model:>22} {method:>14} gate {gate or '-':>2} m  passes {rows[-1]['passes'] or '-'}  fallback {fallback:>3}: "
+            print(f"{model:>22} {method or '-':>14} gate {gate or '-':>2} m  passes {rows[-1]['passes'] or '-'}  fallback {fallback:>3}: "
                   f"success {100 * r['success_rate']:.1f}% (fallback {100 * r['fallback_rate']:.1f}%)  median "
                   f"{r['time_ms']['median']:.0f} ms  per gap {[round(100 * v) for v in rows[-1]['per_gap'].values()]}",
                   flush=True)  # fmt: skip

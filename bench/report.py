@@ -168,6 +168,24 @@ def lidar_pairs_table() -> list[str]:
     return lines + [provenance(r), ""]
 
 
+def icp_gate_table(name: str, title: str) -> list[str]:
+    """One row per pipeline setting tried on the held-out simulated pairs (bench/icp_gate.py)."""
+    r = load(name)
+    if r is None:
+        return []
+    heading = (f"**{title}** — {r['data']}, every pair 1–9 scans apart registered from the identity; success = RTE "
+               "< 0.6 m and RRE < 5 deg.")  # fmt: skip
+    rows = [[label(x["model"]), x.get("net_icp", x["icp"]) or x["icp"],
+             "–" if x["net_icp_max_dist"] is None else f"{x['net_icp_max_dist']:g} m",
+             str(x["passes"] or "–"), "on" if x["fallback"] else "off",
+             f"{100 * x['success_rate']:.1f}%" + (f" ({100 * x['fallback_rate']:.1f}%)" if x["fallback"] else ""),
+             " ".join(f"{100 * v:.0f}" for v in x["per_gap"].values()), f"{x['time_ms_median']:.0f}"]
+            for x in r["results"]]  # fmt: skip
+    columns = ["model", "ICP (the network's)", "first gate", "passes", "fallback", "success (fallback)", "per gap 1–9 (%)",
+               "median ms"]  # fmt: skip
+    return table(heading, columns, rows, r)
+
+
 def lidar_network_error_table() -> list[str]:
     r = load("lidar_network_error")
     if r is None:
@@ -229,6 +247,9 @@ def main() -> None:
     out += homography_table("homography_v4_cpu", "Homography, the current regression (LayerNorm, standardised inputs) from scratch on this CPU")
     out += lk_basin_table()
     out += photometric_table()
+    out += icp_gate_table("icp_gate", "ICP method and first gate, on held-out simulated pairs")
+    out += icp_gate_table("icp_gate_passes", "Network passes and fallback, on held-out simulated pairs")
+    out += icp_gate_table("icp_gate_fallback_5498a28", "The fallback rule before this change (commit 5498a28)")
     out += lidar_pairs_table()
     out += lidar_network_error_table()
     out += lidar_odometry_table("lidar_odometry", "Consecutive-scan odometry on real KITTI scans")

@@ -321,8 +321,10 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     """The LiDAR pipeline's run-time settings, the same for dlc eval pairs, dlc bag eval and the node."""
     g = p.add_argument_group("pipeline (network passes -> ICP -> consistency check -> fallback)")
     g.add_argument("--iters", type=_positive_int, default=None, help="maximum network passes (default: the card's)")
-    g.add_argument("--icp", default="gicp", choices=("point-to-point", "point-to-plane", "gicp"),
-                   help="ICP method (gicp: bench/icp_gate.py)")  # fmt: skip
+    g.add_argument("--icp", default="point-to-plane", choices=("point-to-point", "point-to-plane", "gicp"),
+                   help="ICP from the prior (streamed pairs; --model none)")  # fmt: skip
+    g.add_argument("--net-icp", default="gicp", choices=("point-to-point", "point-to-plane", "gicp"),
+                   help="ICP from the network's guess (gicp: bench/icp_gate.py)")  # fmt: skip
     g.add_argument("--icp-iters", type=_positive_int, default=30, help="ICP iterations per stage")
     g.add_argument("--icp-max-dist", type=float, default=2.0, help="ICP correspondence distance, coarse (m)")
     g.add_argument("--icp-min-dist", type=float, default=0.5, help="ICP correspondence distance, fine (m)")

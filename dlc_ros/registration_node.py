@@ -94,12 +94,14 @@ PARAMETERS = (
           "card's limit", bounds=(1.0, 500.0)),  # fmt: skip
     Param("voxel_size", PREPROCESS.icp_voxel, "voxel size of the clouds ICP refines on (m)", bounds=(0.05, 5.0)),
     Param("passes", 0, "maximum network passes; 0 = the model card's", bounds=(0, 20)),
-    Param("icp_method", PIPELINE.icp.method, "ICP refinement method", choices=METHODS),
+    Param("icp_method", PIPELINE.icp.method, "ICP refinement method from the motion prior", choices=METHODS),
     Param("icp_iterations", PIPELINE.icp.iterations, "ICP iterations per stage", bounds=(1, 500)),
     Param("icp_max_distance", PIPELINE.icp.max_correspondence_distance, "ICP correspondence distance, coarse "
           "stage (m)", bounds=(0.01, 50.0)),  # fmt: skip
     Param("icp_min_distance", PIPELINE.icp.min_correspondence_distance or 0.0, "ICP correspondence distance, fine "
           "stage (m); 0 = a single stage", bounds=(0.0, 50.0)),  # fmt: skip
+    Param("network_icp_method", PIPELINE.network_icp_method, "ICP refinement method from the network's guess",
+          choices=METHODS),
     Param("network_icp_max_distance", PIPELINE.network_icp_max_distance, "ICP from the network's guess: "
           "correspondence distance of its coarse stage (m)", bounds=(0.01, 50.0)),  # fmt: skip
     Param("min_fitness", PIPELINE.min_fitness, "consistency check: ICP fitness below this is a failed registration",
@@ -141,8 +143,9 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP parameters: {exc}") from None
     return PipelineConfig(passes=values["passes"] or None, icp=icp, min_fitness=values["min_fitness"],
-                          network_icp_max_distance=values["network_icp_max_distance"],
-                          fallback=values["fallback"], keyframe_distance=values["keyframe_distance"],
+                          network_icp_method=values["network_icp_method"],
+                          network_icp_max_distance=values["network_icp_max_distance"], fallback=values["fallback"],
+                          keyframe_distance=values["keyframe_distance"],
                           local_map_keyframes=values["local_map_keyframes"])  # fmt: skip
 
 

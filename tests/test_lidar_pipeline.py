@@ -88,10 +88,10 @@ def test_network_estimate_is_used_when_it_is_better(seq10: KittiSequence) -> Non
 @pytest.mark.parametrize("gate, registered", [(4.0, True), (2.0, False)])
 def test_icp_from_the_network_starts_at_its_own_wider_gate(seq10: KittiSequence, gate: float, registered: bool) -> None:
     """A network guess 4.2 m and 15 deg off (the shipped networks' median misses reach 4-7 m at gaps 6-9) is inside
-    point-to-plane ICP's basin from a 4 m gate, not from the prior's 2 m one (GICP, the default, registers this pair
-    from either gate, so the schedule is checked with point-to-plane)."""
+    point-to-plane ICP's basin from a 4 m gate, not from the prior's 2 m one (GICP, the network's default, registers
+    this pair from either gate, so the schedule is checked with point-to-plane)."""
     reg = tiny_registrar()
-    config = replace(FAST, icp=replace(FAST.icp, method="point-to-plane"), network_icp_max_distance=gate)
+    config = replace(FAST, network_icp_method="point-to-plane", network_icp_max_distance=gate)
     reg = ScanRegistrar(reg.preprocess, config, reg.model, reg.card)
     gt = seq10.relative(0, 5)
     src, tgt = reg.prepare(seq10.scan(5)), reg.prepare(seq10.scan(0))
@@ -105,6 +105,9 @@ def test_the_network_icp_ends_at_the_configured_final_gate_and_refuses_a_smaller
     single_stage = PipelineConfig(icp=scan_icp("point-to-plane", 2.0, None, 30))
     assert single_stage.network_icp.gates() == pytest.approx([4.0, 2.0])  # scored at 2 m like the prior's ICP
     assert PipelineConfig().network_icp.gates() == pytest.approx([4.0, 2.0**0.5, 0.5])
+    assert (PipelineConfig().icp.method, PipelineConfig().network_icp.method) == ("point-to-plane", "gicp")
+    with pytest.raises(InputError, match="unknown ICP method 'ndt'"):
+        PipelineConfig(network_icp_method="ndt")
     with pytest.raises(InputError, match=r"network_icp_max_distance \(0.1\) must be at least the ICP's final"):
         PipelineConfig(network_icp_max_distance=0.1)
 

@@ -32,7 +32,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     except InputError as exc:
         raise InputError(f"ICP option: {exc}") from None
     return PipelineConfig(passes=args.iters, icp=icp, min_fitness=args.min_fitness, fallback=args.fallback,
-                          network_icp_max_distance=args.net_icp_max_dist,
+                          network_icp_method=args.net_icp, network_icp_max_distance=args.net_icp_max_dist,
                           keyframe_distance=getattr(args, "keyframe_distance", PipelineConfig.keyframe_distance),
                           local_map_keyframes=getattr(args, "local_map_keyframes", PipelineConfig.local_map_keyframes))  # fmt: skip
 
@@ -81,7 +81,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "skipped": skipped,
         **report,
         "pipeline": {"icp": args.icp, "icp_max_dist": args.icp_max_dist, "icp_min_dist": args.icp_min_dist,
-                     "net_icp_max_dist": args.net_icp_max_dist,
+                     "net_icp": args.net_icp, "net_icp_max_dist": args.net_icp_max_dist,
                      "min_fitness": args.min_fitness, "fallback": args.fallback, "passes": registrar.passes},  # fmt: skip
         "time_ms": common.time_stats_ms([r["ms"] / 1000 for r in rows]),
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
