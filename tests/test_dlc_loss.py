@@ -127,7 +127,7 @@ def test_trainable_alpha_and_mu_get_gradients_and_stay_clamped() -> None:
     with torch.no_grad():
         loss.alpha_logit.fill_(50.0)
         loss.mu_log.fill_(-50.0)
-    assert float(loss.alpha()) == pytest.approx(0.95) and float(loss.mu()) == pytest.approx(1e-4)
+    assert float(loss.alpha().detach()) == pytest.approx(0.95) and float(loss.mu().detach()) == pytest.approx(1e-4)
     fixed = DLCLoss(DLCConfig(mu=0.0))
     assert float(fixed.mu()) == 0.0 and not list(fixed.parameters())
 
