@@ -131,8 +131,11 @@ class Cloud:
     for the fitness, small_gicp's covariances) is computed on first use and kept. In odometry a scan is the target
     of the pair's ICP runs and then the source of the next pair, so this halves the per-frame work."""
 
-    def __init__(self, points: np.ndarray, name: str = "cloud") -> None:
+    def __init__(self, points: np.ndarray, name: str = "cloud", normals: np.ndarray | None = None) -> None:
+        """`normals`: unit normals (N, 3) known already (a local map built from clouds that have them); else they
+        are estimated when point-to-plane ICP first needs them."""
         self.points = check_cloud(points, name)
+        self._given_normals = normals
         self._open3d = None
         self._normals = False
         self._tree: cKDTree | None = None
@@ -153,10 +156,20 @@ class Cloud:
         if self._open3d is None:
             self._open3d = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points))
         if normals and not self._normals:
-            radius = _NORMAL_RADIUS_FACTOR * _median_spacing(self.points, self.kdtree())
-            self._open3d.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
+            if self._given_normals is not None:
+                self._open3d.normals = o3d.utility.Vector3dVector(self._given_normals)
+            else:
+                radius = _NORMAL_RADIUS_FACTOR * _median_spacing(self.points, self.kdtree())
+                self._open3d.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=_NEIGHBOURS))
             self._normals = True
         return self._open3d
+
+    def sensor_facing_normals(self) -> np.ndarray:
+        """The point-to-plane normals (N, 3), each turned to face the origin (the sensor of a scan in its own frame),
+        so that normals of one surface seen from several scans agree in sign and can be averaged."""
+        normals = np.asarray(self.open3d(normals=True).normals).copy()
+        normals[np.einsum("ij,ij->i", normals, self.points) > 0] *= -1
+        return normals
 
     def gicp(self, threads: int):
         """small_gicp's (PointCloud, KdTree) with per-point covariances."""

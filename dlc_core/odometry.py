@@ -76,10 +76,14 @@ class Odometry:
         while len(self._keyframes) > self.registrar.config.local_map_keyframes:
             self._keyframes.popleft()
         self._target = scan
-        if len(self._keyframes) > 1:
+        if len(self._keyframes) > 1:  # each keyframe's normals come along, so the merged map needs no estimate
             to_newest = np.linalg.inv(pose)
-            merged = np.vstack([transform_cloud(kept.icp.points, to_newest @ at) for kept, at in self._keyframes])
-            self._target = replace(scan, icp=Cloud(voxel_downsample(merged, scan.preprocess.icp_voxel), "local map"))
+            merged = np.vstack([np.hstack([transform_cloud(kept.icp.points, to_newest @ at),
+                                           kept.icp.sensor_facing_normals() @ (to_newest @ at)[:3, :3].T])
+                                for kept, at in self._keyframes])  # fmt: skip
+            cells = voxel_downsample(merged, scan.preprocess.icp_voxel)
+            normals = cells[:, 3:] / np.maximum(np.linalg.norm(cells[:, 3:], axis=1, keepdims=True), 1e-12)
+            self._target = replace(scan, icp=Cloud(cells[:, :3], "local map", normals))
 
     def _leaves_keyframe(self, pair: PairResult) -> bool:
         """Whether the scan just registered becomes the next keyframe."""

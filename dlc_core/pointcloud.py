@@ -37,14 +37,15 @@ def transform_cloud(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     """Centroids of the occupied cells of a voxel grid anchored at the origin, in the order of their cell keys (the
-    points themselves when voxel_size is 0).
+    points themselves when voxel_size is 0). Points are (N, 3), or (N, 3 + D) whose extra columns (e.g. normals) are
+    averaged over each cell as well.
 
     Cells are keyed by one int64 per point and grouped by a stable sort: scans arrive nearly sorted along the sweep,
     which numpy's stable sort exploits (half the time of np.unique on a KITTI scan).
     """
     if voxel_size == 0 or len(points) == 0:
         return points
-    cells = np.ascontiguousarray(np.floor(points.T / voxel_size)).astype(np.int64)  # (3, N): fast row reductions
+    cells = np.ascontiguousarray(np.floor(points[:, :3].T / voxel_size)).astype(np.int64)  # (3, N): fast row reductions
     low = cells.min(axis=1)
     span = cells.max(axis=1) - low + 1
     keys = ((cells[0] - low[0]) * span[1] + (cells[1] - low[1])) * span[2] + (cells[2] - low[2])
@@ -55,5 +56,6 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     cell = np.empty(len(keys), dtype=np.int64)
     cell[order] = np.cumsum(starts) - 1
     counts = np.bincount(cell)
-    sums = np.stack([np.bincount(cell, weights=points[:, axis], minlength=len(counts)) for axis in range(3)], axis=1)
+    sums = np.stack([np.bincount(cell, weights=points[:, axis], minlength=len(counts)) for axis in range(points.shape[1])],
+                    axis=1)  # fmt: skip
     return sums / counts[:, None]
