@@ -5,7 +5,7 @@ combination asked for, on a stretch of a held-out simulated drive taken every `-
 wide baselines). "none" (no network) runs the pipeline's ICP from the identity, once per fallback setting.
 
     python bench/icp_gate.py --sim runs/sim_long/02 --methods point-to-plane,gicp --gates 2,4
-    python bench/icp_gate.py --methods gicp --gates 4 --passes 5,3 --fallback off,on --json bench/results/pipeline_passes.json
+    python bench/icp_gate.py --methods gicp --gates 4 --passes 5,3 --fallback off,on --json bench/results/icp_gate_passes.json
 
 The drive is `dlc sim --trajectory ../shared/data/kitti_mini/poses_full_kitti_gt/02.txt --frames 3000 --seed 11`
 (README, long run): a trajectory and a seed no training run used.

@@ -175,7 +175,7 @@ def icp_gate_table(name: str, title: str) -> list[str]:
         return []
     heading = (f"**{title}** — {r['data']}, every pair 1–9 scans apart registered from the identity; success = RTE "
                "< 0.6 m and RRE < 5 deg.")  # fmt: skip
-    rows = [[label(x["model"]), x.get("net_icp", x["icp"]) or x["icp"],
+    rows = [[label(x["model"]), x.get("net_icp") or x["icp"],
              "–" if x["net_icp_max_dist"] is None else f"{x['net_icp_max_dist']:g} m",
              str(x["passes"] or "–"), "on" if x["fallback"] else "off",
              f"{100 * x['success_rate']:.1f}%" + (f" ({100 * x['fallback_rate']:.1f}%)" if x["fallback"] else ""),

@@ -136,6 +136,7 @@ class Cloud:
         are estimated when point-to-plane ICP first needs them."""
         self.points = check_cloud(points, name)
         self._given_normals = normals
+        self._facing: np.ndarray | None = None
         self._open3d = None
         self._normals = False
         self._tree: cKDTree | None = None
@@ -166,10 +167,13 @@ class Cloud:
 
     def sensor_facing_normals(self) -> np.ndarray:
         """The point-to-plane normals (N, 3), each turned to face the origin (the sensor of a scan in its own frame),
-        so that normals of one surface seen from several scans agree in sign and can be averaged."""
-        normals = np.asarray(self.open3d(normals=True).normals).copy()
-        normals[np.einsum("ij,ij->i", normals, self.points) > 0] *= -1
-        return normals
+        so that normals of one surface seen from several scans agree in sign and can be averaged. Computed once: a
+        keyframe joins every local map built while it is among the last ones."""
+        if self._facing is None:
+            normals = np.asarray(self.open3d(normals=True).normals).copy()
+            normals[np.einsum("ij,ij->i", normals, self.points) > 0] *= -1
+            self._facing = normals
+        return self._facing
 
     def gicp(self, threads: int):
         """small_gicp's (PointCloud, KdTree) with per-point covariances."""

@@ -78,9 +78,9 @@ class Odometry:
         self._target = scan
         if len(self._keyframes) > 1:  # each keyframe's normals come along, so the merged map needs no estimate
             to_newest = np.linalg.inv(pose)
-            merged = np.vstack([np.hstack([transform_cloud(kept.icp.points, to_newest @ at),
-                                           kept.icp.sensor_facing_normals() @ (to_newest @ at)[:3, :3].T])
-                                for kept, at in self._keyframes])  # fmt: skip
+            moves = [(kept.icp, to_newest @ at) for kept, at in self._keyframes]
+            merged = np.vstack([np.hstack([transform_cloud(cloud.points, move), cloud.sensor_facing_normals() @ move[:3, :3].T])
+                                for cloud, move in moves])  # fmt: skip
             cells = voxel_downsample(merged, scan.preprocess.icp_voxel)
             normals = cells[:, 3:] / np.maximum(np.linalg.norm(cells[:, 3:], axis=1, keepdims=True), 1e-12)
             self._target = replace(scan, icp=Cloud(cells[:, :3], "local map", normals))

@@ -25,7 +25,7 @@ import torch
 
 from .errors import InputError
 from .geometry import from_matrix, to_matrix
-from .icp import Cloud, ICPConfig, ICPResult, refine, score
+from .icp import METHODS, Cloud, ICPConfig, ICPResult, refine, score
 from .models import RegistrationModel, load_registration_model
 from .pointcloud import check_cloud, voxel_downsample
 from .scan_preprocess import ScanPreprocess, icp_cloud, network_candidates, network_sample
@@ -53,15 +53,16 @@ class PipelineConfig:
     # 1.6 / 2.3 cm against 4.4 / 2.2 / 3.1 cm on kitti_mini 01 / 02 / 10; bench/results/lidar_odometry_gicp.json).
     icp: ICPConfig = field(default_factory=lambda: scan_icp("point-to-plane", 2.0, 0.5, 30))
     # ICP from the network's guess, which lands metres off at wide baselines: GICP (small_gicp) has the wider basin.
-    # On 30 scans of a held-out simulated drive, pairs 1-9 apart, no fallback, it registered 91.1% / 90.2% (DLC / no
-    # DLC) where point-to-plane reached 79.1 / 72.0%, in less time (bench/icp_gate.py).
+    # On 30 scans of a held-out simulated drive, pairs 1-9 apart, no fallback, it registered 90.7% / 84.9% (DLC / no
+    # DLC) where point-to-plane reached 79.1 / 72.0% (bench/results/icp_gate.json).
     network_icp_method: str = "gicp"
-    # ... starting at this coarser gate (m; the rest of the schedule is icp's): 4 m registered 2 points more than 2 m.
+    # ... starting at this coarser gate (m; the rest of the schedule is icp's): 4 m registered 2-3 points more than 2 m.
     network_icp_max_distance: float = 4.0
     min_fitness: float = 0.6  # bench/fitness_threshold.py: simulated pairs separate at 0.55 (wrong) | 0.64 (right)
     # Global registration when the best fitness misses min_fitness. Isolated pairs used to try it below prior_fitness
-    # as well; on the simulated selection set that sent 86% of the pairs to the search (median 390 ms per pair) for the
-    # same 100% as trying it below min_fitness only (24% tried, 105 ms; bench/icp_gate.py --fallback on).
+    # as well; on the simulated selection set that cost a median 386 / 403 ms per pair (DLC / no DLC; bench/results/
+    # icp_gate_fallback_5498a28.json) for the same 100% as trying it below min_fitness only (97 / 116 ms with 5 passes;
+    # bench/results/icp_gate_passes.json).
     fallback: bool = True
     prior_first: bool = True  # streamed pairs: ICP from the motion prior before the network (see register)
     # ... and the network is skipped when that ICP reaches this fitness: right consecutive pairs of simulated drives
@@ -86,7 +87,9 @@ class PipelineConfig:
         if self.network_icp_max_distance < self.icp.gates()[-1]:
             raise InputError(f"network_icp_max_distance ({self.network_icp_max_distance}) must be at least the ICP's "
                              f"final correspondence distance ({self.icp.gates()[-1]})")  # fmt: skip
-        self.network_icp  # noqa: B018 - refuses an unknown network_icp_method now, not at the first wide pair
+        if self.network_icp_method not in METHODS:  # refused now, not at the first wide pair
+            raise InputError(f"unknown ICP method {self.network_icp_method!r} for network_icp_method (choose from "
+                             f"{', '.join(METHODS)})")  # fmt: skip
 
     @property
     def network_icp(self) -> ICPConfig:

@@ -24,6 +24,7 @@ from dlc_core.pointcloud import voxel_downsample
 from dlc_core.scan_preprocess import ScanPreprocess, crop, network_candidates, network_sample
 from dlc_ros.bag_io import convert_sequence
 from dlc_ros.cli import main
+from training.pairs import pipeline_config
 from dlc_core.trajectory_metrics import ate_rmse
 
 FAST = PipelineConfig(fallback=False)
@@ -310,3 +311,6 @@ def test_cli_keyframe_default_is_the_pipelines() -> None:
 
     assert cli.KEYFRAME_DISTANCE == PipelineConfig().keyframe_distance
     assert cli.LOCAL_MAP_KEYFRAMES == PipelineConfig().local_map_keyframes
+    # every pipeline flag's default (ICP methods, gates, fitness, fallback) is the pipeline's own too
+    args = cli.build_parser().parse_args(["eval", "pairs", "--kitti", ".", "--model", "none", "--json", "x.json"])
+    assert pipeline_config(args) == PipelineConfig()
